@@ -1,0 +1,1 @@
+"""Countertop event and command schemas, topic registry and shared value types."""

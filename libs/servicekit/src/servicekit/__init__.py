@@ -1,0 +1,1 @@
+"""What every Countertop service runs on."""

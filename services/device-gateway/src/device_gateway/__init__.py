@@ -1,0 +1,1 @@
+"""Countertop device-gateway service."""

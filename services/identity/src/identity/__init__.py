@@ -1,0 +1,1 @@
+"""Countertop identity service."""

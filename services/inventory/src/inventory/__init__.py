@@ -1,0 +1,1 @@
+"""Countertop inventory service."""

@@ -1,0 +1,1 @@
+"""Countertop orders service."""

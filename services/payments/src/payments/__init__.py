@@ -1,0 +1,1 @@
+"""Countertop payments service."""
