@@ -1,0 +1,223 @@
+"""``create_app``: the one place a service is wired together.
+
+A service hands over its settings, routers and event handlers; the factory adds problem+json
+errors, telemetry, ``/healthz``, ``/readyz`` and ``/metrics``, and a lifespan that opens the
+database, starts the outbox relay and the consumers, and stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from servicekit.auth import JwksKeySource, TokenVerifier
+from servicekit.bus.factory import Bus, KafkaBus
+from servicekit.consumer import EventConsumer, HandlerRegistry
+from servicekit.db import Database
+from servicekit.errors import install_problem_handlers
+from servicekit.relay import OutboxRelay
+from servicekit.settings import ServiceSettings
+from servicekit.telemetry import metrics
+from servicekit.telemetry.logging import setup_logging
+from servicekit.telemetry.tracing import instrument_app, instrument_engine, setup_tracing
+
+log = logging.getLogger(__name__)
+
+TOKEN_ISSUER = "countertop-identity"
+TOKEN_AUDIENCE = "countertop"
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; kept at ``app.state.runtime``."""
+
+    settings: ServiceSettings
+    database: Database
+    bus: Bus
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    consumers: Mapping[str, HandlerRegistry] | None = None,
+    publishes: Sequence[str] = (),
+    bus: Bus | None = None,
+    token_verifier: TokenVerifier | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    """Build a service's FastAPI app.
+
+    ``consumers`` maps a consumer name (its Kafka group is ``<service>.<name>``) to its
+    handlers; ``publishes`` lists the topics the service writes, created at start-up.
+    """
+    service = settings.service_name
+    setup_logging(service, settings.log_level, settings.log_format)
+    setup_tracing(service, settings.otlp_endpoint)
+    the_bus: Bus = bus or KafkaBus(
+        settings.kafka_bootstrap_servers,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+    )
+    registries = dict(consumers or {})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        instrument_engine(database.engine)
+        runtime = Runtime(settings=settings, database=database, bus=the_bus)
+        app.state.runtime = runtime
+        app.state.database = database
+        app.state.settings = settings
+        app.state.token_verifier = token_verifier or TokenVerifier(
+            JwksKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+            issuer=TOKEN_ISSUER,
+            audience=TOKEN_AUDIENCE,
+        )
+        topics = set(publishes)
+        for registry in registries.values():
+            topics.update(registry.topics)
+        topics.update({f"{t}.dlq" for t in registries_topics(registries)})
+        await _ensure_topics(the_bus, topics, settings.kafka_partitions)
+
+        publisher = the_bus.publisher(f"{service}-relay")
+        if settings.run_relay:
+            runtime.relay = OutboxRelay(
+                database,
+                publisher,
+                service=service,
+                batch_size=settings.outbox_batch_size,
+                poll_interval=settings.outbox_poll_interval,
+                retention_seconds=settings.outbox_retention_hours * 3600,
+            )
+            await runtime.relay.start()
+        dlq_publisher = the_bus.publisher(f"{service}-dlq")
+        if settings.run_consumers:
+            for name, registry in registries.items():
+                group = f"{service}.{name}"
+                consumer = EventConsumer(
+                    name=group,
+                    service=service,
+                    database=database,
+                    transport=the_bus.consumer(group, registry.topics, f"{service}-{name}"),
+                    dlq_publisher=dlq_publisher,
+                    handlers=registry,
+                    max_attempts=settings.consumer_max_attempts,
+                    retry_backoff=settings.consumer_retry_backoff,
+                )
+                runtime.consumers.append(consumer)
+                await consumer.start()
+        metrics.register_scrape_hook(service, _outbox_gauges(runtime))
+        for hook in on_startup:
+            await hook(runtime)
+        log.info("%s started on port %s", service, settings.port)
+        try:
+            yield
+        finally:
+            for hook in reversed(on_shutdown):
+                with contextlib.suppress(Exception):
+                    await hook(runtime)
+            for consumer in runtime.consumers:
+                await consumer.stop()
+            if runtime.relay is not None:
+                await runtime.relay.stop()
+            for transport in (publisher, dlq_publisher):
+                with contextlib.suppress(Exception):
+                    await transport.stop()
+            await database.dispose()
+            log.info("%s stopped", service)
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    install_problem_handlers(app)
+    app.add_middleware(metrics.PrometheusMiddleware, service=service)
+    instrument_app(app)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Database and broker are reachable")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        checks["database"] = await _check(runtime.database.ping())
+        checks["broker"] = await _check(_broker_ping(runtime))
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics_route() -> Response:
+        return await metrics.metrics_response()
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def registries_topics(registries: Mapping[str, HandlerRegistry]) -> set[str]:
+    return {t for r in registries.values() for t in r.topics}
+
+
+async def _ensure_topics(bus: Bus, topics: set[str], partitions: int) -> None:
+    # Topics are created by whoever starts first; retry while the broker comes up.
+    for attempt in range(30):
+        try:
+            await bus.ensure_topics(sorted(topics), partitions)
+            return
+        except Exception as exc:
+            if attempt == 29:
+                log.error("could not create topics: %s", exc)
+                return
+            await asyncio.sleep(1)
+
+
+async def _broker_ping(runtime: Runtime) -> None:
+    publisher = runtime.extras.get("ping_publisher")
+    if publisher is None:
+        publisher = runtime.bus.publisher(f"{runtime.settings.service_name}-health")
+        runtime.extras["ping_publisher"] = publisher
+    await publisher.ping()
+
+
+async def _check(probe: Awaitable[None], timeout: float = 3.0) -> str:
+    try:
+        await asyncio.wait_for(probe, timeout)
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
+def _outbox_gauges(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        if runtime.relay is None:
+            return
+        count, oldest = await runtime.relay.backlog()
+        service = runtime.settings.service_name
+        metrics.outbox_backlog.labels(service).set(count)
+        age = 0.0
+        if oldest is not None:
+            from datetime import UTC, datetime
+
+            age = max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
+        metrics.outbox_oldest_age_seconds.labels(service).set(age)
+
+    return refresh

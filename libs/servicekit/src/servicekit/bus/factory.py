@@ -1,0 +1,68 @@
+"""Which bus a service talks to: Kafka, or the in-memory bus in unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from servicekit.bus.base import ConsumerTransport, PublisherTransport
+from servicekit.bus.kafka import KafkaConsumerTransport, KafkaPublisher, ensure_topics
+from servicekit.bus.memory import InMemoryBroker, InMemoryConsumerTransport, InMemoryPublisher
+
+
+class Bus(Protocol):
+    def publisher(self, client_id: str) -> PublisherTransport: ...
+
+    def consumer(
+        self, group_id: str, topics: Iterable[str], client_id: str
+    ) -> ConsumerTransport: ...
+
+    async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None: ...
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        rebalance_timeout_ms: int = 5_000,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        # A consumer that dies without leaving its group holds its partitions until the
+        # session times out; the rebalance timeout bounds how long a (re)join waits.
+        self._timeouts = {
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "rebalance_timeout_ms": rebalance_timeout_ms,
+        }
+
+    def publisher(self, client_id: str) -> PublisherTransport:
+        return KafkaPublisher(self.bootstrap_servers, client_id=client_id)
+
+    def consumer(self, group_id: str, topics: Iterable[str], client_id: str) -> ConsumerTransport:
+        return KafkaConsumerTransport(
+            self.bootstrap_servers,
+            group_id=group_id,
+            topics=topics,
+            client_id=client_id,
+            **self._timeouts,
+        )
+
+    async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
+        await ensure_topics(self.bootstrap_servers, topics, partitions)
+
+
+class InMemoryBus:
+    def __init__(self, broker: InMemoryBroker | None = None) -> None:
+        self.broker = broker or InMemoryBroker()
+
+    def publisher(self, client_id: str) -> PublisherTransport:
+        return InMemoryPublisher(self.broker)
+
+    def consumer(self, group_id: str, topics: Iterable[str], client_id: str) -> ConsumerTransport:
+        return InMemoryConsumerTransport(self.broker, group_id=group_id, topics=topics)
+
+    async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
+        return None

@@ -1,0 +1,108 @@
+"""Database access: one async engine per service, one transaction per unit of work.
+
+Routers never commit: a request gets a session inside a transaction that commits when the
+handler returns and rolls back when it raises. Repositories and services take that session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """The engine and session factory of one service's database."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on normal exit, rolled back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def raw_dsn(self) -> str:
+        """The URL in libpq form, for asyncpg connections SQLAlchemy does not manage (LISTEN)."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for servicekit's own tables in tests; services define their own."""
+
+
+async def ensure_database(url: str, *, attempts: int = 60, delay: float = 0.5) -> None:
+    """Create the database named in ``url`` when it does not exist yet.
+
+    Waits for the server to accept connections first, so a service started together with its
+    database server (the local stack, a Kubernetes pod) does not fail on a race.
+    """
+    target = make_url(url)
+    name = target.database
+    if not name:
+        raise ValueError("database URL names no database")
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        try:
+            conn = await asyncpg.connect(admin, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            last_error = exc
+            await asyncio.sleep(delay)
+            continue
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    log.info("created database %s", name)
+                except asyncpg.DuplicateDatabaseError:
+                    pass  # another replica created it first
+            return
+        finally:
+            await conn.close()
+    raise ConnectionError(f"PostgreSQL not reachable for {name}: {last_error}")
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database named in ``url`` (tests), disconnecting its remaining sessions."""
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -1,0 +1,609 @@
+"""Idempotency keys through a real FastAPI app on a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from pydantic import BaseModel
+
+from servicekit.auth import (
+    StaticKeySource,
+    TokenVerifier,
+    generate_signing_key,
+    public_jwks,
+    require,
+    sign_token,
+)
+from servicekit.db import Database
+from servicekit.errors import IllegalState, install_problem_handlers
+from servicekit.idempotency import (
+    Idempotency,
+    IdempotencyContext,
+    IdempotentRoute,
+    purge_expired,
+    request_fingerprint,
+)
+from servicekit.testing.plugin import CreateDatabase
+from servicekit.uow import SessionDep
+
+ISSUER, AUDIENCE = "countertop-identity", "countertop"
+KEY = generate_signing_key()
+MERCHANT_A = uuid.uuid4()
+MERCHANT_B = uuid.uuid4()
+
+THINGS_DDL = "CREATE TABLE things (id uuid PRIMARY KEY, merchant_id uuid, name text NOT NULL)"
+# Checked only at commit, so the route returns normally and the commit fails afterwards.
+DEFERRED_DDL = (
+    "CREATE TABLE deferred_things (name text, "
+    "CONSTRAINT deferred_unique UNIQUE (name) DEFERRABLE INITIALLY DEFERRED)"
+)
+
+
+def token(merchant: uuid.UUID = MERCHANT_A, scopes: str = "things:write") -> str:
+    now = int(time.time())
+    return sign_token(
+        KEY,
+        {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "mid": str(merchant),
+            "role": "cashier",
+            "scp": scopes,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + 600,
+        },
+    )
+
+
+def headers(key: str | None, merchant: uuid.UUID = MERCHANT_A, **extra: str) -> dict[str, str]:
+    result = {"Authorization": f"Bearer {token(merchant)}", **extra}
+    if key is not None:
+        result["Idempotency-Key"] = key
+    return result
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+class ThingIn(BaseModel):
+    name: str
+    delay: float = 0.0
+
+
+@dataclass
+class Harness:
+    client: httpx.AsyncClient
+    database: Database
+    executions: Counter[str]
+    flaky: dict[str, bool]
+
+    async def rows(self, key: str) -> list[dict[str, Any]]:
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                sa.text("SELECT * FROM idempotency_keys WHERE key = :key"), {"key": key}
+            )
+            return [dict(row) for row in result.mappings()]
+
+    async def things(self, name: str) -> int:
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                sa.text("SELECT count(*) FROM things WHERE name = :name"), {"name": name}
+            )
+            return int(result.scalar_one())
+
+
+THINGS = Idempotency(required=True)
+
+
+async def device_scope(request: Request) -> str:
+    return "device:" + request.headers.get("x-device-id", "unknown")
+
+
+def make_app(database: Database, executions: Counter[str], flaky: dict[str, bool]) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.state.database = database
+    app.state.token_verifier = TokenVerifier(StaticKeySource(public_jwks([KEY])), ISSUER, AUDIENCE)
+    router = APIRouter(route_class=IdempotentRoute)
+
+    @router.post(
+        "/v1/things",
+        status_code=201,
+        dependencies=[Depends(require("things:write"))],
+    )
+    async def create_thing(
+        body: ThingIn,
+        session: SessionDep,
+        response: Response,
+        idempotency: Annotated[IdempotencyContext | None, Depends(THINGS)],
+    ) -> dict[str, Any]:
+        executions[body.name] += 1
+        if body.delay:
+            await asyncio.sleep(body.delay)
+        thing_id = uuid.uuid4()
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": thing_id, "name": body.name},
+        )
+        response.headers["Location"] = f"/v1/things/{thing_id}"
+        assert idempotency is not None
+        return {"id": str(thing_id), "name": body.name, "key": idempotency.key}
+
+    @router.post("/v1/flaky", status_code=201, dependencies=[Depends(Idempotency())])
+    async def flaky_route(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        if flaky.get(body.name):
+            raise RuntimeError("the payment provider timed out")
+        return {"name": body.name}
+
+    @router.post("/v1/reserve", dependencies=[Depends(Idempotency())])
+    async def reserve(body: ThingIn) -> None:
+        executions[body.name] += 1
+        raise IllegalState("out_of_stock", f"No {body.name} left.")
+
+    @router.post("/v1/deferred", status_code=201, dependencies=[Depends(Idempotency())])
+    async def deferred(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        for _ in range(2):
+            await session.execute(
+                sa.text("INSERT INTO deferred_things (name) VALUES (:name)"), {"name": body.name}
+            )
+        return {"name": body.name}
+
+    @router.post(
+        "/v1/devices/heartbeat",
+        status_code=202,
+        dependencies=[Depends(Idempotency(scope=device_scope))],
+    )
+    async def heartbeat(body: ThingIn) -> dict[str, str]:
+        executions[body.name] += 1
+        return {"name": body.name}
+
+    @router.get("/v1/things")
+    async def list_things() -> list[str]:
+        return []
+
+    plain = APIRouter()
+
+    @plain.post("/v1/misconfigured", dependencies=[Depends(Idempotency())])
+    async def misconfigured() -> dict[str, str]:
+        return {}
+
+    app.include_router(router)
+    app.include_router(plain)
+    return app
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def database(create_database: CreateDatabase) -> AsyncIterator[Database]:
+    database = Database(await create_database("idempotency"), pool_size=10)
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql(THINGS_DDL)
+        await conn.exec_driver_sql(DEFERRED_DDL)
+    yield database
+    await database.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def harness(database: Database) -> AsyncIterator[Harness]:
+    executions: Counter[str] = Counter()
+    flaky: dict[str, bool] = {}
+    transport = httpx.ASGITransport(app=make_app(database, executions, flaky))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Harness(client, database, executions, flaky)
+
+
+def body(name: str, **fields: Any) -> bytes:
+    return json.dumps({"name": name, **fields}).encode()
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def post(
+    h: Harness, path: str, content: bytes, key: str | None, merchant: uuid.UUID = MERCHANT_A
+) -> httpx.Response:
+    return await h.client.post(path, content=content, headers=headers(key, merchant, **JSON))
+
+
+# --- the basic contract --------------------------------------------------------------------
+
+
+async def test_same_key_same_body_replays_the_original_response(harness: Harness) -> None:
+    key, name = new_key(), f"soup-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/things", body(name), key)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert first.json()["key"] == key
+
+    second = await post(harness, "/v1/things", body(name), key)
+    assert second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
+    assert second.headers["location"] == first.headers["location"]
+    assert second.headers["content-type"] == first.headers["content-type"]
+
+    assert harness.executions[name] == 1
+    assert await harness.things(name) == 1
+    [row] = await harness.rows(key)
+    assert row["state"] == "completed"
+    assert row["scope"] == f"merchant:{MERCHANT_A}"
+    assert row["response_status"] == 201
+    assert row["locked_until"] is None
+    assert timedelta(hours=23) < row["expires_at"] - row["created_at"] <= timedelta(hours=24)
+
+
+async def test_same_key_different_body_is_422(harness: Harness) -> None:
+    key, name = new_key(), f"tea-{uuid.uuid4().hex[:6]}"
+    assert (await post(harness, "/v1/things", body(name), key)).status_code == 201
+    reused = await post(harness, "/v1/things", body(name + "-other"), key)
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    # Another endpoint under the same key is a different request too.
+    elsewhere = await post(harness, "/v1/reserve", body(name), key)
+    assert elsewhere.status_code == 422
+    assert harness.executions[name] == 1
+    assert harness.executions[name + "-other"] == 0
+
+
+async def test_key_required(harness: Harness) -> None:
+    response = await post(harness, "/v1/things", body("no-key"), None)
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_required"
+    assert harness.executions["no-key"] == 0
+
+
+@pytest.mark.parametrize("key", [b"x" * 256, b"", b"   ", "caf\u00e9".encode(), b"a\x01b"])
+async def test_invalid_keys(harness: Harness, key: bytes) -> None:
+    raw = [(name.encode(), value.encode()) for name, value in {**headers(None), **JSON}.items()]
+    response = await harness.client.post(
+        "/v1/things", content=body("bad-key"), headers=[*raw, (b"Idempotency-Key", key)]
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_idempotency_key"
+    assert harness.executions["bad-key"] == 0
+
+
+async def test_longest_key_is_accepted(harness: Harness) -> None:
+    key = "k" * 255
+    response = await post(harness, "/v1/things", body("long-key"), key)
+    assert response.status_code == 201
+
+
+async def test_optional_key_absent_runs_every_time(harness: Harness) -> None:
+    name = f"free-{uuid.uuid4().hex[:6]}"
+    for _ in range(2):
+        assert (await post(harness, "/v1/flaky", body(name), None)).status_code == 201
+    assert harness.executions[name] == 2
+
+
+async def test_unauthenticated_request_claims_nothing(harness: Harness) -> None:
+    key = new_key()
+    response = await harness.client.post(
+        "/v1/things", content=body("anon"), headers={"Idempotency-Key": key, **JSON}
+    )
+    assert response.status_code == 401
+    assert await harness.rows(key) == []
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+
+async def test_two_tenants_with_the_same_key_do_not_collide(harness: Harness) -> None:
+    key, name = new_key(), f"bread-{uuid.uuid4().hex[:6]}"
+    a = await post(harness, "/v1/things", body(name), key, MERCHANT_A)
+    b = await post(harness, "/v1/things", body(name), key, MERCHANT_B)
+    assert a.status_code == b.status_code == 201
+    assert "idempotent-replayed" not in b.headers
+    assert a.json()["id"] != b.json()["id"]
+    assert harness.executions[name] == 2
+    assert {row["scope"] for row in await harness.rows(key)} == {
+        f"merchant:{MERCHANT_A}",
+        f"merchant:{MERCHANT_B}",
+    }
+
+
+async def test_caller_supplied_scope(harness: Harness) -> None:
+    key, name = new_key(), f"beat-{uuid.uuid4().hex[:6]}"
+
+    async def beat(device: str) -> httpx.Response:
+        return await harness.client.post(
+            "/v1/devices/heartbeat",
+            content=body(name),
+            headers={"Idempotency-Key": key, "X-Device-Id": device, **JSON},
+        )
+
+    assert (await beat("pos-1")).status_code == 202
+    replay = await beat("pos-1")
+    assert replay.status_code == 202
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert (await beat("pos-2")).status_code == 202
+    assert harness.executions[name] == 2
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+
+async def test_concurrent_requests_with_one_key_execute_once(harness: Harness) -> None:
+    key, name = new_key(), f"rice-{uuid.uuid4().hex[:6]}"
+    content = body(name, delay=0.3)
+    responses = await asyncio.gather(*(post(harness, "/v1/things", content, key) for _ in range(8)))
+    statuses = [r.status_code for r in responses]
+    originals = [
+        r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers
+    ]
+    assert len(originals) == 1, statuses
+    for response in responses:
+        if response is originals[0]:
+            continue
+        if response.status_code == 409:
+            assert response.json()["code"] == "request_in_progress"
+            assert response.headers["retry-after"] == "1"
+        else:
+            assert response.status_code == 201
+            assert response.headers["idempotent-replayed"] == "true"
+            assert response.content == originals[0].content
+    assert statuses.count(409) >= 1
+    assert harness.executions[name] == 1
+    assert await harness.things(name) == 1
+    # Once the first has finished, a retry gets its response.
+    retry = await post(harness, "/v1/things", content, key)
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.content == originals[0].content
+
+
+async def test_concurrent_requests_with_different_keys_all_execute(harness: Harness) -> None:
+    name = f"noodle-{uuid.uuid4().hex[:6]}"
+    responses = await asyncio.gather(
+        *(post(harness, "/v1/things", body(name), new_key()) for _ in range(6))
+    )
+    assert [r.status_code for r in responses] == [201] * 6
+    assert harness.executions[name] == 6
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+async def test_a_5xx_does_not_poison_the_key(harness: Harness) -> None:
+    key, name = new_key(), f"card-{uuid.uuid4().hex[:6]}"
+    harness.flaky[name] = True
+    failed = await post(harness, "/v1/flaky", body(name), key)
+    assert failed.status_code == 500
+    assert failed.json()["code"] == "internal_error"
+    assert await harness.rows(key) == []
+    assert await harness.things(name) == 0  # the failed attempt rolled back
+
+    harness.flaky[name] = False
+    retried = await post(harness, "/v1/flaky", body(name), key)
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
+    assert harness.executions[name] == 2
+    assert await harness.things(name) == 1
+
+
+async def test_a_failed_commit_is_neither_stored_nor_answered_as_success(
+    harness: Harness,
+) -> None:
+    key, name = new_key(), f"dup-{uuid.uuid4().hex[:6]}"
+    response = await post(harness, "/v1/deferred", body(name), key)
+    assert response.status_code == 500
+    assert await harness.rows(key) == []
+    again = await post(harness, "/v1/deferred", body(name), key)
+    assert again.status_code == 500
+    assert harness.executions[name] == 2
+
+
+async def test_4xx_answers_are_stored_and_replayed(harness: Harness) -> None:
+    key, name = new_key(), f"pie-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/reserve", body(name), key)
+    assert first.status_code == 409
+    assert first.json()["code"] == "out_of_stock"
+    second = await post(harness, "/v1/reserve", body(name), key)
+    assert second.status_code == 409
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.headers["content-type"] == "application/problem+json"
+    assert second.content == first.content
+    assert harness.executions[name] == 1
+
+
+async def test_request_validation_failure_is_stored_too(harness: Harness) -> None:
+    key = new_key()
+    content = json.dumps({"name": 5}).encode()
+    first = await post(harness, "/v1/things", content, key)
+    assert first.status_code == 422
+    second = await post(harness, "/v1/things", content, key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
+
+
+async def test_a_403_is_not_stored(harness: Harness) -> None:
+    key, name = new_key(), f"cake-{uuid.uuid4().hex[:6]}"
+    denied = await harness.client.post(
+        "/v1/things",
+        content=body(name),
+        headers={
+            "Authorization": f"Bearer {token(scopes='things:read')}",
+            "Idempotency-Key": key,
+            **JSON,
+        },
+    )
+    assert denied.status_code == 403
+    assert await harness.rows(key) == []
+    allowed = await post(harness, "/v1/things", body(name), key)
+    assert allowed.status_code == 201
+    assert harness.executions[name] == 1
+
+
+async def insert_claim(
+    database: Database,
+    key: str,
+    content: bytes,
+    *,
+    locked_for: timedelta,
+    expires_in: timedelta = timedelta(days=1),
+) -> None:
+    async with database.transaction() as session:
+        await session.execute(
+            sa.text(
+                "INSERT INTO idempotency_keys (scope, key, method, path, request_hash, state,"
+                " locked_until, expires_at) VALUES (:scope, :key, 'POST', '/v1/things', :hash,"
+                " 'in_progress', now() + :locked, now() + :expires)"
+            ),
+            {
+                "scope": f"merchant:{MERCHANT_A}",
+                "key": key,
+                "hash": request_fingerprint("POST", "/v1/things", "", content),
+                "locked": locked_for,
+                "expires": expires_in,
+            },
+        )
+
+
+async def test_in_progress_claim_is_409(harness: Harness) -> None:
+    key, name = new_key(), f"jam-{uuid.uuid4().hex[:6]}"
+    await insert_claim(harness.database, key, body(name), locked_for=timedelta(minutes=1))
+    response = await post(harness, "/v1/things", body(name), key)
+    assert response.status_code == 409
+    assert response.json()["code"] == "request_in_progress"
+    assert harness.executions[name] == 0
+
+
+async def test_a_crashed_claim_lapses_and_a_retry_runs(harness: Harness) -> None:
+    """A process that died mid-request leaves an in-progress claim; once locked_until has
+    passed, the retry is let through."""
+    key, name = new_key(), f"fig-{uuid.uuid4().hex[:6]}"
+    await insert_claim(harness.database, key, body(name), locked_for=timedelta(seconds=-1))
+    response = await post(harness, "/v1/things", body(name), key)
+    assert response.status_code == 201
+    assert harness.executions[name] == 1
+    [row] = await harness.rows(key)
+    assert row["state"] == "completed"
+
+
+async def test_a_crashed_claim_still_refuses_a_different_body(harness: Harness) -> None:
+    key, name = new_key(), f"kiwi-{uuid.uuid4().hex[:6]}"
+    await insert_claim(harness.database, key, body(name), locked_for=timedelta(seconds=-1))
+    response = await post(harness, "/v1/things", body(name + "-x"), key)
+    assert response.status_code == 422
+
+
+async def test_an_expired_key_can_be_used_again(harness: Harness) -> None:
+    key, name = new_key(), f"plum-{uuid.uuid4().hex[:6]}"
+    await insert_claim(
+        harness.database,
+        key,
+        body("something else"),
+        locked_for=timedelta(days=-2),
+        expires_in=timedelta(hours=-1),
+    )
+    response = await post(harness, "/v1/things", body(name), key)
+    assert response.status_code == 201
+    [row] = await harness.rows(key)
+    assert row["state"] == "completed"
+    assert row["expires_at"] - row["created_at"] == timedelta(hours=24)
+
+
+async def test_lapsed_owner_cannot_overwrite_the_new_claim(harness: Harness) -> None:
+    """The first request outlives its lock, a retry takes the key over; the first one's late
+    response must not replace the retry's claim."""
+    fast = Idempotency(required=True, lock_seconds=0.2)
+    key, name = new_key(), f"slow-{uuid.uuid4().hex[:6]}"
+    executions: Counter[str] = Counter()
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.state.database = harness.database
+    app.state.token_verifier = TokenVerifier(StaticKeySource(public_jwks([KEY])), ISSUER, AUDIENCE)
+    router = APIRouter(route_class=IdempotentRoute)
+    release_first = asyncio.Event()
+
+    @router.post("/v1/things", status_code=201, dependencies=[Depends(fast)])
+    async def create(payload: ThingIn) -> dict[str, int]:
+        executions[payload.name] += 1
+        run = executions[payload.name]
+        if run == 1:
+            await release_first.wait()
+        return {"run": run}
+
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+        async def send() -> httpx.Response:
+            return await client.post("/v1/things", content=body(name), headers=headers(key, **JSON))
+
+        first = asyncio.create_task(send())
+        await asyncio.sleep(0.5)  # the first request's lock lapses
+        second = await send()
+        assert second.status_code == 201
+        assert second.json() == {"run": 2}
+        release_first.set()
+        assert (await first).json() == {"run": 1}
+        replay = await send()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == {"run": 2}
+
+
+# --- wiring and maintenance ----------------------------------------------------------------
+
+
+async def test_the_dependency_outside_an_idempotent_router_fails_loudly(
+    harness: Harness,
+) -> None:
+    response = await post(harness, "/v1/misconfigured", b"{}", new_key())
+    assert response.status_code == 500
+
+
+async def test_get_routes_on_the_router_are_untouched(harness: Harness) -> None:
+    response = await harness.client.get("/v1/things", headers=headers(new_key()))
+    assert response.status_code == 200
+    response = await harness.client.put("/v1/things", headers=headers(new_key()))
+    assert response.status_code == 405
+
+
+async def test_openapi_documents_the_header(harness: Harness) -> None:
+    schema = (await harness.client.get("/openapi.json")).json()
+    parameters = schema["paths"]["/v1/things"]["post"]["parameters"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in parameters)
+
+
+async def test_purge_expired(database: Database) -> None:
+    scope = f"purge-{uuid.uuid4().hex[:6]}"
+    async with database.transaction() as session:
+        for i, expires in enumerate([-7200, -3600, -60, 3600]):
+            await session.execute(
+                sa.text(
+                    "INSERT INTO idempotency_keys (scope, key, method, path, request_hash,"
+                    " state, expires_at) VALUES (:scope, :key, 'POST', '/x', 'h', 'completed',"
+                    " now() + :expires)"
+                ),
+                {"scope": scope, "key": str(i), "expires": timedelta(seconds=expires)},
+            )
+    async with database.transaction() as session:
+        assert await purge_expired(session, limit=2) == 2
+    async with database.transaction() as session:
+        assert await purge_expired(session) >= 1
+    async with database.transaction() as session:
+        left = await session.execute(
+            sa.text("SELECT key FROM idempotency_keys WHERE scope = :scope"), {"scope": scope}
+        )
+        assert list(left.scalars()) == ["3"]

@@ -1,0 +1,13 @@
+"""``python -m device_gateway [serve|migrate]``."""
+
+from pathlib import Path
+
+from servicekit.runner import main
+
+from device_gateway.config import Settings
+from device_gateway.main import create_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+if __name__ == "__main__":
+    main(Settings(), create_app, MIGRATIONS)  # type: ignore[arg-type]

@@ -1,0 +1,13 @@
+"""``python -m members [serve|migrate]``."""
+
+from pathlib import Path
+
+from servicekit.runner import main
+
+from members.config import Settings
+from members.main import create_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+if __name__ == "__main__":
+    main(Settings(), create_app, MIGRATIONS)  # type: ignore[arg-type]

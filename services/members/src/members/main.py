@@ -1,0 +1,12 @@
+"""The members service: members, points and stored value. ``create_app`` is its only wiring."""
+
+from fastapi import FastAPI
+
+from servicekit.app import create_app as build_app
+from servicekit.bus.factory import Bus
+
+from members.config import Settings
+
+
+def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:
+    return build_app(settings or Settings(), title="Countertop Members", bus=bus)
