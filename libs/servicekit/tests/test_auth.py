@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -405,6 +406,16 @@ async def test_a_flood_of_unknown_kids_refreshes_at_most_once_per_interval() -> 
     with pytest.raises(Problem):
         await verifier.verify(sign_token(STRANGER_KEY, claims(), kid="bogus-later"))
     assert identity.calls == 3
+
+
+async def test_concurrent_requests_with_a_new_kid_share_one_refresh() -> None:
+    identity, clock = FakeIdentity([ED_KEY]), Clock()
+    verifier = TokenVerifier(jwks_source(identity, clock), ISSUER, AUDIENCE)
+    await verifier.verify(token())
+    identity.keys = [ED_KEY, EC_KEY]
+    principals = await asyncio.gather(*(verifier.verify(token(EC_KEY)) for _ in range(20)))
+    assert {p.subject for p in principals} == {STAFF}
+    assert identity.calls == 2
 
 
 async def test_identity_down_keeps_cached_keys() -> None:

@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
-from servicekit.bus.kafka import KafkaConsumerTransport, KafkaPublisher, ensure_topics
 from servicekit.bus.base import PublishError
+from servicekit.bus.kafka import KafkaConsumerTransport, KafkaPublisher, ensure_topics
 from servicekit.embedded.kafka import EmbeddedKafka
 from servicekit.embedded.ports import free_port
 from servicekit.testing.proxy import TcpProxy
@@ -34,9 +34,18 @@ async def publisher(servers: Servers) -> AsyncIterator[KafkaPublisher]:
     await p.stop()
 
 
+# Short group timeouts: a consumer that died is replaced quickly (the broker waits a session
+# timeout before handing its partitions to the next member) and joining is quick on Tansu.
+FAST_GROUP = {
+    "session_timeout_ms": 2000,
+    "heartbeat_interval_ms": 500,
+    "rebalance_timeout_ms": 1000,
+}
+
+
 def transport(servers: Servers, topic: str, group_id: str) -> KafkaConsumerTransport:
     return KafkaConsumerTransport(
-        servers.kafka_bootstrap_servers, group_id=group_id, topics=[topic]
+        servers.kafka_bootstrap_servers, group_id=group_id, topics=[topic], **FAST_GROUP
     )
 
 
@@ -107,9 +116,13 @@ async def test_consumer_crash_after_commit_before_offset_commit(pair, publisher,
         raise RuntimeError("consumer process killed before committing its offset")
 
     first.transport.commit = crash  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
+
+    async def poll_until_crash() -> None:
         while True:
             await first.poll_once(timeout_ms=500)
+
+    with pytest.raises(RuntimeError):
+        await poll_until_crash()
     await first.transport.stop()
     applied_before = len(await pair.applied())
     assert applied_before > 0  # the database transaction did commit
@@ -173,7 +186,7 @@ async def test_broker_outage_holds_events_then_drains_in_order(pair) -> None:
     proxy = TcpProxy(proxy_port, "127.0.0.1", broker.port)
     await proxy.start()
     bootstrap = f"127.0.0.1:{proxy_port}"
-    publisher = KafkaPublisher(bootstrap)
+    publisher = KafkaPublisher(bootstrap, publish_timeout=3)
     try:
         await ensure_topics(bootstrap, [pair.topic, pair.topic + ".dlq"], 3)
         await publisher.start()

@@ -267,7 +267,7 @@ def test_problem_rejects_bad_codes_and_clashing_members() -> None:
     with pytest.raises(ValueError, match="snake_case"):
         Problem(409, "Version-Mismatch")
     with pytest.raises(ValueError, match="clash"):
-        Problem(409, "conflict", status_text="x", title_x=1, **{"detail_x": 1, "type": "x"})
+        Problem(409, "conflict", type="https://elsewhere.example/x")
     with pytest.raises(ValueError, match="error status"):
         Problem(200, "ok")
 

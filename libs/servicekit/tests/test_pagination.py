@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase
 
 from servicekit.db import Database
 from servicekit.errors import Problem, install_problem_handlers
@@ -45,6 +46,14 @@ items = sa.Table(
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+class _Base(DeclarativeBase):
+    metadata = _metadata
+
+
+class Item(_Base):
+    __table__ = items
 
 
 class ItemOut(BaseModel):
@@ -208,6 +217,26 @@ async def test_selecting_several_columns_gives_tuples(database: Database) -> Non
             params=CursorParams(limit=2),
         )
     assert page.items == [("foreign-0", 0), ("foreign-1", 0)]
+
+
+async def test_mapped_entities(database: Database) -> None:
+    names: list[str] = []
+    cursor: str | None = None
+    async with database.transaction() as session:
+        while True:
+            page = await paginate(
+                session,
+                sa.select(Item).where(Item.merchant_id == MERCHANT),
+                order_by=(Item.created_at, Item.id),
+                params=CursorParams(limit=10, cursor=cursor),
+                map=lambda item: item.name,
+            )
+            names += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    assert sorted(names) == sorted(f"item-{i}" for i in range(ROWS))
+    assert len(names) == ROWS
 
 
 def b64json(document: Any) -> str:

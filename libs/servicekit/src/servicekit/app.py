@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from servicekit.auth import JwksKeySource, TokenVerifier
+from servicekit.bus.base import PublisherTransport
 from servicekit.bus.factory import Bus, KafkaBus
 from servicekit.consumer import EventConsumer, HandlerRegistry
 from servicekit.db import Database
@@ -108,6 +109,8 @@ def create_app(
             )
             await runtime.relay.start()
         dlq_publisher = the_bus.publisher(f"{service}-dlq")
+        health_publisher = the_bus.publisher(f"{service}-health")
+        runtime.extras["health_publisher"] = health_publisher
         if settings.run_consumers:
             for name, registry in registries.items():
                 group = f"{service}.{name}"
@@ -123,13 +126,14 @@ def create_app(
                 )
                 runtime.consumers.append(consumer)
                 await consumer.start()
-        metrics.register_scrape_hook(service, _outbox_gauges(runtime))
+        unregister_hook = metrics.register_scrape_hook(service, _outbox_gauges(runtime))
         for hook in on_startup:
             await hook(runtime)
         log.info("%s started on port %s", service, settings.port)
         try:
             yield
         finally:
+            unregister_hook()
             for hook in reversed(on_shutdown):
                 with contextlib.suppress(Exception):
                     await hook(runtime)
@@ -137,7 +141,7 @@ def create_app(
                 await consumer.stop()
             if runtime.relay is not None:
                 await runtime.relay.stop()
-            for transport in (publisher, dlq_publisher):
+            for transport in (publisher, dlq_publisher, health_publisher):
                 with contextlib.suppress(Exception):
                     await transport.stop()
             await database.dispose()
@@ -166,7 +170,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics_route() -> Response:
-        return await metrics.metrics_response()
+        return await metrics.metrics_response(service)
 
     for router in routers:
         app.include_router(router)
@@ -191,10 +195,7 @@ async def _ensure_topics(bus: Bus, topics: set[str], partitions: int) -> None:
 
 
 async def _broker_ping(runtime: Runtime) -> None:
-    publisher = runtime.extras.get("ping_publisher")
-    if publisher is None:
-        publisher = runtime.bus.publisher(f"{runtime.settings.service_name}-health")
-        runtime.extras["ping_publisher"] = publisher
+    publisher: PublisherTransport = runtime.extras["health_publisher"]
     await publisher.ping()
 
 

@@ -3,7 +3,7 @@
 Identity signs short-lived access tokens with an asymmetric key (EdDSA or ES256) and publishes
 the public keys at its JWKS endpoint. Every service verifies tokens on its own with
 :class:`TokenVerifier`, turns the claims into a :class:`Principal`, and scopes every query to
-the caller's merchant and stores (:func:`scoped`). The signing helpers live here too, so
+the caller's merchant and stores (:func:`scoped`). The signing functions live here too, so
 identity issues tokens with the very code the services verify them with.
 
 Claims: ``sub`` staff id, ``mid`` merchant id, ``role``, ``scp`` space-separated scopes,

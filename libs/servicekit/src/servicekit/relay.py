@@ -155,6 +155,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows were published."""
+        failure: PublishError | None = None
         async with self.database.engine.connect() as conn, conn.begin():
             lanes = [row[0] for row in await conn.execute(_LOCK_LANES)]
             if not lanes:
@@ -165,9 +166,15 @@ class OutboxRelay:
             try:
                 await self._publish(rows)
             except PublishError as exc:
-                await self._record_failure(rows, str(exc))
-                raise
-            await self._mark_sent(conn, rows)
+                # Recorded in the claim transaction itself: these rows are locked by it.
+                failure = exc
+                await conn.execute(
+                    _RECORD_FAILURE, {"ids": [r.id for r in rows], "error": str(exc)[:2000]}
+                )
+            else:
+                await self._mark_sent(conn, rows)
+        if failure is not None:
+            raise failure
         for topic in {r.topic for r in rows}:
             metrics.outbox_published_total.labels(self.service, topic).inc(
                 sum(1 for r in rows if r.topic == topic)
@@ -212,16 +219,6 @@ class OutboxRelay:
 
     async def _mark_sent(self, conn: AsyncConnection, rows: Sequence[ClaimedRow]) -> None:
         await conn.execute(_MARK_SENT, {"ids": [r.id for r in rows]})
-
-    async def _record_failure(self, rows: Sequence[ClaimedRow], error: str) -> None:
-        # Its own transaction: the claim transaction is about to roll back.
-        try:
-            async with self.database.engine.begin() as conn:
-                await conn.execute(
-                    _RECORD_FAILURE, {"ids": [r.id for r in rows], "error": error[:2000]}
-                )
-        except Exception:
-            log.debug("could not record outbox failure", exc_info=True)
 
     # -- housekeeping ---------------------------------------------------------------------
     async def _maybe_prune(self) -> None:

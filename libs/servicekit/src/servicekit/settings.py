@@ -21,7 +21,7 @@ LOCAL_MQTT_URL = "mqtt://127.0.0.1:11883"
 class PlatformSettings(BaseSettings):
     """Where the shared infrastructure lives. Unprefixed: one value for every service."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     postgres_url: str = Field(default=LOCAL_POSTGRES_URL, validation_alias="POSTGRES_URL")
     kafka_bootstrap_servers: str = Field(

@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from servicekit.runner import main
-
 from device_gateway.config import Settings
 from device_gateway.main import create_app
+from servicekit.runner import main
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

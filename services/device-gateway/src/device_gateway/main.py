@@ -1,11 +1,13 @@
-"""The device-gateway service: terminals, printers and kitchen displays. ``create_app`` is its only wiring."""
+"""The device-gateway service: terminals, printers and kitchen displays.
+
+``create_app`` is its only wiring.
+"""
 
 from fastapi import FastAPI
 
+from device_gateway.config import Settings
 from servicekit.app import create_app as build_app
 from servicekit.bus.factory import Bus
-
-from device_gateway.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:

@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from servicekit.runner import main
-
 from identity.config import Settings
 from identity.main import create_app
+from servicekit.runner import main
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -1,11 +1,13 @@
-"""The members service: members, points and stored value. ``create_app`` is its only wiring."""
+"""The members service: members, points and stored value.
+
+``create_app`` is its only wiring.
+"""
 
 from fastapi import FastAPI
 
+from members.config import Settings
 from servicekit.app import create_app as build_app
 from servicekit.bus.factory import Bus
-
-from members.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:

@@ -2,10 +2,9 @@
 
 from pathlib import Path
 
-from servicekit.runner import main
-
 from orders.config import Settings
 from orders.main import create_app
+from servicekit.runner import main
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -1,11 +1,13 @@
-"""The orders service: orders from every channel, checkout and kitchen tickets. ``create_app`` is its only wiring."""
+"""The orders service: orders from every channel, checkout and kitchen tickets.
+
+``create_app`` is its only wiring.
+"""
 
 from fastapi import FastAPI
 
+from orders.config import Settings
 from servicekit.app import create_app as build_app
 from servicekit.bus.factory import Bus
-
-from orders.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:

@@ -1,11 +1,13 @@
-"""The payments service: payments, refunds, fees and settlement. ``create_app`` is its only wiring."""
+"""The payments service: payments, refunds, fees and settlement.
+
+``create_app`` is its only wiring.
+"""
 
 from fastapi import FastAPI
 
+from payments.config import Settings
 from servicekit.app import create_app as build_app
 from servicekit.bus.factory import Bus
-
-from payments.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:

@@ -21,7 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "countertop") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "countertop",
+        publish_timeout: float = 15.0,
+    ) -> None:
+        # aiokafka can wait for metadata of an unreachable broker indefinitely: bound it.
+        self.publish_timeout = publish_timeout
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
@@ -52,8 +60,9 @@ class KafkaPublisher:
     async def _ensure_started(self) -> AIOKafkaProducer:
         if self._producer is None:
             try:
-                await self.start()
-            except (KafkaError, OSError) as exc:
+                async with asyncio.timeout(self.publish_timeout):
+                    await self.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
                 raise PublishError(f"broker unreachable: {exc}") from exc
         assert self._producer is not None
         return self._producer
@@ -61,12 +70,13 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         producer = await self._ensure_started()
         try:
-            futures = [
-                await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-                for m in messages
-            ]
-            await asyncio.gather(*futures)
-        except (KafkaError, OSError) as exc:
+            async with asyncio.timeout(self.publish_timeout):
+                futures = [
+                    await producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, OSError, TimeoutError) as exc:
             # A producer that lost the broker can stay wedged; start afresh next time.
             await self._reset()
             raise PublishError(str(exc) or type(exc).__name__) from exc

@@ -41,8 +41,16 @@ class EmbeddedKafka:
     """
 
     def __init__(
-        self, port: int, host: str = "127.0.0.1", *, startup_timeout: float = 30.0
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        startup_timeout: float = 30.0,
+        advertised_port: int | None = None,
     ) -> None:
+        # Clients reconnect to the advertised address after bootstrapping; a test that puts a
+        # proxy in front of the broker advertises the proxy's port.
+        self.advertised_port = advertised_port or port
         self.port = port
         self.host = host
         self.startup_timeout = startup_timeout
@@ -70,7 +78,7 @@ class EmbeddedKafka:
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -1,7 +1,6 @@
 """Alembic environment of the identity service."""
 
-from servicekit.migrations import run_env
-
 from identity.models import Base
+from servicekit.migrations import run_env
 
 run_env(Base.metadata)

@@ -1,7 +1,6 @@
 """Alembic environment of the inventory service."""
 
-from servicekit.migrations import run_env
-
 from inventory.models import Base
+from servicekit.migrations import run_env
 
 run_env(Base.metadata)

@@ -1,7 +1,6 @@
 """Alembic environment of the members service."""
 
-from servicekit.migrations import run_env
-
 from members.models import Base
+from servicekit.migrations import run_env
 
 run_env(Base.metadata)

@@ -1,7 +1,6 @@
 """Alembic environment of the orders service."""
 
-from servicekit.migrations import run_env
-
 from orders.models import Base
+from servicekit.migrations import run_env
 
 run_env(Base.metadata)

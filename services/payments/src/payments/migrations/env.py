@@ -1,7 +1,6 @@
 """Alembic environment of the payments service."""
 
-from servicekit.migrations import run_env
-
 from payments.models import Base
+from servicekit.migrations import run_env
 
 run_env(Base.metadata)
