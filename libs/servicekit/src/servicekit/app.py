@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -23,6 +24,7 @@ from servicekit.bus.factory import Bus, KafkaBus
 from servicekit.consumer import EventConsumer, HandlerRegistry
 from servicekit.db import Database
 from servicekit.errors import install_problem_handlers
+from servicekit.idempotency import purge_expired
 from servicekit.relay import OutboxRelay
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import metrics
@@ -127,6 +129,7 @@ def create_app(
                 runtime.consumers.append(consumer)
                 await consumer.start()
         unregister_hook = metrics.register_scrape_hook(service, _outbox_gauges(runtime))
+        housekeeping = asyncio.create_task(_housekeeping(database), name=f"{service}-housekeeping")
         for hook in on_startup:
             await hook(runtime)
         log.info("%s started on port %s", service, settings.port)
@@ -134,6 +137,9 @@ def create_app(
             yield
         finally:
             unregister_hook()
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
             for hook in reversed(on_shutdown):
                 with contextlib.suppress(Exception):
                     await hook(runtime)
@@ -207,6 +213,19 @@ async def _check(probe: Awaitable[None], timeout: float = 3.0) -> str:
     return "ok"
 
 
+async def _housekeeping(database: Database, interval: float = 600.0) -> None:
+    """Purge expired idempotency keys now and then (every replica may; deletes are cheap)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with database.transaction() as session:
+                purged = await purge_expired(session, limit=10_000)
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception as exc:
+            log.warning("idempotency key purge failed: %s", exc)
+
+
 def _outbox_gauges(runtime: Runtime) -> Callable[[], Awaitable[None]]:
     async def refresh() -> None:
         if runtime.relay is None:
@@ -216,8 +235,6 @@ def _outbox_gauges(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         metrics.outbox_backlog.labels(service).set(count)
         age = 0.0
         if oldest is not None:
-            from datetime import UTC, datetime
-
             age = max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
         metrics.outbox_oldest_age_seconds.labels(service).set(age)
 

@@ -1,0 +1,111 @@
+"""Events of the orders service: orders through their life and kitchen tickets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from contracts.money import Money
+from contracts.registry import EventPayload, event
+
+Channel = Literal["pos", "mini_program", "qr_table", "delivery"]
+TenderMethod = Literal["cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value"]
+
+
+class OrderLine(EventPayload):
+    line_id: UUID
+    product_id: UUID
+    name: str
+    quantity: int = Field(gt=0)
+    unit_price: Money
+    discount: Money
+    total: Money
+    kitchen_station: str | None = None
+    notes: str | None = None
+    modifiers: list[str] = Field(default_factory=list)
+
+
+class Tender(EventPayload):
+    payment_id: UUID
+    method: TenderMethod
+    amount: Money
+
+
+class ReturnedLine(EventPayload):
+    product_id: UUID
+    quantity: int = Field(gt=0)
+
+
+@event(type="orders.order.placed", version=1)
+class OrderPlaced(EventPayload):
+    order_id: UUID
+    store_id: UUID
+    channel: Channel
+    member_id: UUID | None = None
+    table: str | None = None
+    lines: list[OrderLine]
+    subtotal: Money
+    discount_total: Money
+    total: Money
+    placed_at: AwareDatetime
+
+
+@event(type="orders.order.paid", version=1)
+class OrderPaid(EventPayload):
+    """Succeeded tenders cover the total. Carries what stock, points and printing need."""
+
+    order_id: UUID
+    store_id: UUID
+    channel: Channel
+    member_id: UUID | None = None
+    lines: list[OrderLine]
+    subtotal: Money
+    discount_total: Money
+    total: Money
+    tenders: list[Tender]
+    occurred_at: AwareDatetime
+    paid_at: datetime
+
+
+@event(type="orders.order.cancelled", version=1)
+class OrderCancelled(EventPayload):
+    order_id: UUID
+    store_id: UUID
+    reason: str | None = None
+
+
+@event(type="orders.order.refunded", version=1)
+class OrderRefunded(EventPayload):
+    """Money went back to the customer (one refund); ``returned_lines`` are goods that came back
+    to the shelf. ``fully_refunded`` is true once the refunds cover the whole paid total."""
+
+    order_id: UUID
+    store_id: UUID
+    member_id: UUID | None = None
+    refund_id: UUID
+    payment_id: UUID
+    amount: Money
+    refunded_total: Money
+    order_total: Money
+    returned_lines: list[ReturnedLine] = Field(default_factory=list)
+    fully_refunded: bool
+
+
+class TicketLine(EventPayload):
+    name: str
+    quantity: int = Field(gt=0)
+    notes: str | None = None
+    modifiers: list[str] = Field(default_factory=list)
+
+
+@event(type="orders.kitchen_ticket.created", version=1)
+class KitchenTicketCreated(EventPayload):
+    ticket_id: UUID
+    order_id: UUID
+    store_id: UUID
+    station: str
+    table: str | None = None
+    lines: list[TicketLine]
