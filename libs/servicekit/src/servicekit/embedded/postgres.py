@@ -19,11 +19,10 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 import psutil
 
-from servicekit.embedded._process import Foreground, RunAs, spawn, stop_tree, tail
+from servicekit.embedded._process import Foreground, ManagedServer, RunAs, spawn, stop_tree, tail
 from servicekit.embedded.errors import EmbeddedServerError
 from servicekit.embedded.ports import port_is_open
 
@@ -99,7 +98,7 @@ def _chown_tree(path: Path, account: RunAs) -> None:
             os.chown(Path(root) / name, account.uid, account.gid, follow_symlinks=False)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ManagedServer):
     """One PostgreSQL cluster in ``data_dir``, served on ``host:port`` over TCP only.
 
     ``fsync=False`` trades crash safety for speed (no fsync, no synchronous commit, no full page
@@ -201,18 +200,6 @@ class EmbeddedPostgres:
             if foreground.wait_until(lambda: self._is_ready(proc), self.startup_timeout):
                 print(f"PostgreSQL ready at {self.url}", flush=True)
             return foreground.wait()
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- cluster ---------------------------------------------------------------------------
 
