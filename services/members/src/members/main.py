@@ -3,12 +3,33 @@
 ``create_app`` is its only wiring.
 """
 
+from __future__ import annotations
+
 from fastapi import FastAPI
 
 from members.config import Settings
+from members.member.router import router as members_router
+from members.points.handlers import handlers as points_handlers
+from members.points.router import router as points_router
 from servicekit.app import create_app as build_app
+from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
+PUBLISHES = ["members.member", "members.points"]
 
-def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:
-    return build_app(settings or Settings(), title="Countertop Members", bus=bus)
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    bus: Bus | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    return build_app(
+        settings or Settings(),
+        title="Countertop Members",
+        routers=[members_router, points_router],
+        consumers={"points": points_handlers},
+        publishes=PUBLISHES,
+        bus=bus,
+        token_verifier=token_verifier,
+    )

@@ -1,8 +1,15 @@
 """Tables of the members service."""
 
-import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase
+from __future__ import annotations
 
+import uuid
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from contracts.ids import new_id
 from servicekit.schema import define_platform_tables
 
 
@@ -11,3 +18,85 @@ class Base(DeclarativeBase):
 
 
 platform_tables = define_platform_tables(Base.metadata)
+
+_now = sa.func.now()
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True, default=new_id)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    #: E.164, unique per merchant.
+    phone: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str | None] = mapped_column(sa.Text)
+    birthday: Mapped[date | None] = mapped_column(sa.Date)
+    tags: Mapped[list[str]] = mapped_column(pg.ARRAY(sa.Text), default=list)
+    level: Mapped[str | None] = mapped_column(sa.Text)
+    points_balance: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "phone", name="uq_members_merchant_phone"),
+        sa.Index("ix_members_merchant_created", "merchant_id", "created_at", "id"),
+    )
+
+
+class PointsRule(Base):
+    """A merchant's earning rule: ``points_per_unit`` points for every ``unit_amount`` minor
+    units paid, rounded down. Absent: 1 point per 100 minor units (1 yuan)."""
+
+    __tablename__ = "points_rules"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    points_per_unit: Mapped[int] = mapped_column(sa.Integer)
+    unit_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+
+    __table_args__ = (
+        sa.CheckConstraint("points_per_unit >= 0", name="ck_points_rules_points_per_unit"),
+        sa.CheckConstraint("unit_amount > 0", name="ck_points_rules_unit_amount"),
+    )
+
+
+class PointsEntry(Base):
+    """One movement of a member's points; ``balance_after`` is the balance it left."""
+
+    __tablename__ = "points_ledger"
+
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True, default=new_id)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        pg.UUID(as_uuid=True), sa.ForeignKey("members.id"), index=True
+    )
+    order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    #: ``award`` or ``reversal``.
+    kind: Mapped[str] = mapped_column(sa.Text)
+    #: The refund a reversal answers; the order itself for an award.
+    source_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    points: Mapped[int] = mapped_column(sa.BigInteger)
+    balance_after: Mapped[int] = mapped_column(sa.BigInteger)
+    #: What the points were computed on (the paid total, or the refunded total so far).
+    base_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    event_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+
+    __table_args__ = (
+        # Never twice for one order (an award) or one refund (a reversal), even if an event
+        # is republished under a new id.
+        sa.UniqueConstraint(
+            "member_id", "order_id", "kind", "source_id", name="uq_points_ledger_source"
+        ),
+        sa.Index(
+            "uq_points_ledger_award",
+            "member_id",
+            "order_id",
+            unique=True,
+            postgresql_where=sa.text("kind = 'award'"),
+        ),
+        sa.CheckConstraint("kind IN ('award', 'reversal')", name="ck_points_ledger_kind"),
+    )

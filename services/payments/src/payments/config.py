@@ -1,5 +1,6 @@
 """Settings of the payments service (environment prefix ``PAYMENTS_``)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -10,3 +11,31 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PAYMENTS_", extra="ignore")
 
     port: int = 8105
+    #: Where a provider reaches this service (its notification URLs are built from it).
+    public_url: str = "http://127.0.0.1:8105"
+    #: Fee rate of a merchant that has not set its own, in basis points (38 = 0.38%).
+    default_fee_rate_bps: int = Field(default=38, ge=0, le=10_000)
+    #: Provider that serves each non-cash method.
+    method_providers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "wechat_pay": "sandbox",
+            "alipay": "sandbox",
+            "unionpay": "sandbox",
+            "card": "sandbox",
+        }
+    )
+    #: Shared secret of the sandbox provider's signed notifications.
+    sandbox_secret: str = "sandbox-notify-secret-change-me"
+    #: Seconds the sandbox waits before it calls back.
+    sandbox_notify_delay: float = 0.2
+    #: Whether requests may carry ``sandbox`` instructions (never in production).
+    sandbox_instructions_enabled: bool = True
+    #: Notifications whose timestamp is further than this from now are refused.
+    notification_tolerance_seconds: int = 300
+    #: A pending payment older than this is queried at the provider.
+    reconcile_after_seconds: float = 30.0
+    #: A pending payment the provider still has no answer for after this is failed.
+    payment_timeout_seconds: float = 300.0
+    #: Pause between two passes of the background reconciler.
+    reconcile_interval_seconds: float = 10.0
+    run_reconciler: bool = True

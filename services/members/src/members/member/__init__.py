@@ -1,0 +1,1 @@
+"""Members of a merchant: registration, profile, lookup at the till."""

@@ -1,0 +1,251 @@
+"""Points: the earning rule, awards on paid orders, reversals on refunds.
+
+Earning: ``floor(paid_total * points_per_unit / unit_amount)``, by default 1 point per 100
+minor units (1 yuan). Reversal: after a refund the points reversed so far for an order are
+``ceil(awarded * refunded_total / order_total)``, capped at what was awarded, and exactly the
+award once the order is fully refunded; each refund reverses the difference with what was
+already reversed. Rounding up means a customer never keeps points for money that went back,
+and computing from cumulative totals means several partial refunds reverse the same as one
+refund of their sum.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import EventEnvelope
+from contracts.events.members import PointsAwarded, PointsReversed
+from contracts.events.orders import OrderPaid, OrderRefunded
+from contracts.registry import make_envelope
+from members.models import Member, PointsEntry, PointsRule
+from servicekit.errors import VersionMismatch
+from servicekit.outbox import add_event
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "members"
+DEFAULT_POINTS_PER_UNIT = 1
+DEFAULT_UNIT_AMOUNT = 100
+
+
+@dataclass(frozen=True)
+class Rule:
+    points_per_unit: int
+    unit_amount: int
+    version: int
+    is_default: bool
+
+    def points_for(self, amount: int) -> int:
+        if amount <= 0:
+            return 0
+        return amount * self.points_per_unit // self.unit_amount
+
+
+async def get_rule(session: AsyncSession, merchant_id: uuid.UUID) -> Rule:
+    row = await session.get(PointsRule, merchant_id)
+    if row is None:
+        return Rule(DEFAULT_POINTS_PER_UNIT, DEFAULT_UNIT_AMOUNT, 0, True)
+    return Rule(row.points_per_unit, row.unit_amount, row.version, False)
+
+
+async def set_rule(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    points_per_unit: int,
+    unit_amount: int,
+    expected_version: int | None,
+) -> Rule:
+    row = await session.get(PointsRule, merchant_id, with_for_update=True)
+    current = row.version if row is not None else 0
+    if expected_version is not None and expected_version != current:
+        raise VersionMismatch(current_version=current)
+    if row is None:
+        inserted = await session.scalar(
+            pg_insert(PointsRule)
+            .values(
+                merchant_id=merchant_id,
+                points_per_unit=points_per_unit,
+                unit_amount=unit_amount,
+                version=1,
+            )
+            .on_conflict_do_nothing()
+            .returning(PointsRule.version)
+        )
+        if inserted is None:  # created concurrently
+            raise VersionMismatch()
+        return Rule(points_per_unit, unit_amount, 1, False)
+    row.points_per_unit = points_per_unit
+    row.unit_amount = unit_amount
+    row.version += 1
+    row.updated_at = sa.func.now()
+    await session.flush()
+    return Rule(points_per_unit, unit_amount, row.version, False)
+
+
+async def _member(
+    session: AsyncSession, merchant_id: uuid.UUID | None, member_id: uuid.UUID
+) -> Member | None:
+    if merchant_id is None:
+        return None
+    member: Member | None = await session.scalar(
+        sa.select(Member)
+        .where(Member.id == member_id, Member.merchant_id == merchant_id)
+        .with_for_update()
+    )
+    return member
+
+
+async def _record(
+    session: AsyncSession,
+    member: Member,
+    *,
+    order_id: uuid.UUID,
+    kind: str,
+    source_id: uuid.UUID,
+    points: int,
+    base_amount: int,
+    currency: str,
+    event_id: uuid.UUID,
+) -> int | None:
+    """Insert a ledger entry and move the balance; ``None`` if the entry already exists."""
+    balance = member.points_balance + points
+    inserted = await session.scalar(
+        pg_insert(PointsEntry)
+        .values(
+            merchant_id=member.merchant_id,
+            member_id=member.id,
+            order_id=order_id,
+            kind=kind,
+            source_id=source_id,
+            points=points,
+            balance_after=balance,
+            base_amount=base_amount,
+            currency=currency,
+            event_id=event_id,
+        )
+        .on_conflict_do_nothing()
+        .returning(PointsEntry.id)
+    )
+    if inserted is None:
+        return None
+    member.points_balance = balance
+    await session.flush()
+    return balance
+
+
+def _caused(envelope: EventEnvelope, payload: PointsAwarded | PointsReversed) -> EventEnvelope:
+    return make_envelope(
+        payload,
+        producer=PRODUCER,
+        aggregate_id=payload.member_id,
+        merchant_id=envelope.merchant_id,
+        store_id=envelope.store_id,
+        correlation_id=envelope.correlation_id or envelope.event_id,
+        causation_id=envelope.event_id,
+    )
+
+
+async def award_for_paid_order(session: AsyncSession, envelope: EventEnvelope) -> int | None:
+    """Points for a paid order with a member; how many, or ``None`` when nothing was done."""
+    paid = OrderPaid.model_validate(envelope.payload)
+    if paid.member_id is None:
+        return None
+    member = await _member(session, envelope.merchant_id, paid.member_id)
+    if member is None:
+        log.warning("order %s names member %s, unknown here", paid.order_id, paid.member_id)
+        return None
+    rule = await get_rule(session, member.merchant_id)
+    points = rule.points_for(paid.total.amount)
+    balance = await _record(
+        session,
+        member,
+        order_id=paid.order_id,
+        kind="award",
+        source_id=paid.order_id,
+        points=points,
+        base_amount=paid.total.amount,
+        currency=paid.total.currency,
+        event_id=envelope.event_id,
+    )
+    if balance is None:
+        return None
+    if points:
+        award = PointsAwarded(
+            member_id=member.id, order_id=paid.order_id, points=points, balance=balance
+        )
+        await add_event(session, _caused(envelope, award))
+    return points
+
+
+def reversed_target(awarded: int, refunded_total: int, order_total: int, fully: bool) -> int:
+    """Points that should have been reversed in all once ``refunded_total`` went back."""
+    if fully or order_total <= 0 or refunded_total >= order_total:
+        return awarded
+    return min(awarded, -(-awarded * refunded_total // order_total))
+
+
+async def reverse_for_refund(session: AsyncSession, envelope: EventEnvelope) -> int | None:
+    """Take back the points of refunded money; how many, or ``None`` when nothing was done."""
+    refund = OrderRefunded.model_validate(envelope.payload)
+    if refund.member_id is None:
+        return None
+    member = await _member(session, envelope.merchant_id, refund.member_id)
+    if member is None:
+        return None
+    award = await session.scalar(
+        sa.select(PointsEntry).where(
+            PointsEntry.member_id == member.id,
+            PointsEntry.order_id == refund.order_id,
+            PointsEntry.kind == "award",
+        )
+    )
+    if award is None or award.points <= 0:
+        return None
+    already = -int(
+        await session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(PointsEntry.points), 0)).where(
+                PointsEntry.member_id == member.id,
+                PointsEntry.order_id == refund.order_id,
+                PointsEntry.kind == "reversal",
+            )
+        )
+        or 0
+    )
+    target = reversed_target(
+        award.points,
+        refund.refunded_total.amount,
+        refund.order_total.amount,
+        refund.fully_refunded,
+    )
+    points = target - already
+    if points <= 0:
+        return None
+    balance = await _record(
+        session,
+        member,
+        order_id=refund.order_id,
+        kind="reversal",
+        source_id=refund.refund_id,
+        points=-points,
+        base_amount=refund.refunded_total.amount,
+        currency=refund.amount.currency,
+        event_id=envelope.event_id,
+    )
+    if balance is None:
+        return None
+    reversal = PointsReversed(
+        member_id=member.id,
+        order_id=refund.order_id,
+        refund_id=refund.refund_id,
+        points=points,
+        balance=balance,
+    )
+    await add_event(session, _caused(envelope, reversal))
+    return points

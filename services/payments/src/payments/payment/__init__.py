@@ -1,0 +1,1 @@
+"""Payments of orders: taking them, provider notifications, reconciliation and refunds."""

@@ -1,0 +1,1 @@
+"""Merchant settlement: fee rates and the merchant's own settlement account."""
