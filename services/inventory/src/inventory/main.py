@@ -5,10 +5,29 @@
 
 from fastapi import FastAPI
 
+from inventory.catalog.router import router as catalog_router
 from inventory.config import Settings
+from inventory.stock.handlers import handlers as sales_handlers
+from inventory.stock.router import router as stock_router
 from servicekit.app import create_app as build_app
+from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
+PUBLISHES = ["inventory.product", "inventory.stock"]
 
-def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:
-    return build_app(settings or Settings(), title="Countertop Inventory", bus=bus)
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    bus: Bus | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    return build_app(
+        settings or Settings(),
+        title="Countertop Inventory",
+        routers=[catalog_router, stock_router],
+        consumers={"sales": sales_handlers},
+        publishes=PUBLISHES,
+        bus=bus,
+        token_verifier=token_verifier,
+    )

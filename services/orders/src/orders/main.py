@@ -5,10 +5,34 @@
 
 from fastapi import FastAPI
 
+from orders.catalog.handlers import handlers as catalog_handlers
 from orders.config import Settings
+from orders.order.handlers import handlers as payment_handlers
+from orders.order.router import router as orders_router
+from orders.stores.handlers import handlers as store_handlers
 from servicekit.app import create_app as build_app
+from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
+PUBLISHES = ["orders.order", "orders.kitchen_ticket"]
 
-def create_app(settings: Settings | None = None, *, bus: Bus | None = None) -> FastAPI:
-    return build_app(settings or Settings(), title="Countertop Orders", bus=bus)
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    bus: Bus | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    return build_app(
+        settings or Settings(),
+        title="Countertop Orders",
+        routers=[orders_router],
+        consumers={
+            "catalog": catalog_handlers,
+            "stores": store_handlers,
+            "payments": payment_handlers,
+        },
+        publishes=PUBLISHES,
+        bus=bus,
+        token_verifier=token_verifier,
+    )

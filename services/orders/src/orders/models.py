@@ -1,7 +1,15 @@
-"""Tables of the orders service."""
+"""Tables of the orders service: orders with their lines, tenders and refunds, and the local
+replicas of inventory's catalog and identity's store statuses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.schema import define_platform_tables
 
@@ -11,3 +19,155 @@ class Base(DeclarativeBase):
 
 
 platform_tables = define_platform_tables(Base.metadata)
+
+UUID = pg.UUID(as_uuid=True)
+TS = sa.DateTime(timezone=True)
+
+
+class CatalogProduct(Base):
+    """Inventory's product as of ``version``, kept from ``inventory.product.*`` events."""
+
+    __tablename__ = "catalog_products"
+    __table_args__ = (sa.Index("ix_catalog_products_barcode", "merchant_id", "barcode"),)
+
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    sku: Mapped[str] = mapped_column(sa.Text)
+    barcode: Mapped[str | None] = mapped_column(sa.Text)
+    name: Mapped[str] = mapped_column(sa.Text)
+    category_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    unit: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    price: Mapped[int] = mapped_column(sa.BigInteger)
+    tax_rate_bps: Mapped[int] = mapped_column(sa.Integer)
+    is_tobacco: Mapped[bool] = mapped_column(sa.Boolean)
+    status: Mapped[str] = mapped_column(sa.Text)
+    kitchen_station: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class CatalogStorePrice(Base):
+    """A store's own price of a product; a null price (removed) is kept for its version."""
+
+    __tablename__ = "catalog_store_prices"
+
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    price: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class Store(Base):
+    """Identity's store status as of ``version``: orders refuses writes to a locked store."""
+
+    __tablename__ = "stores"
+
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    status: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class Order(Base):
+    """An order; ``id`` is the client's, unique per merchant. Amounts are minor units of
+    ``currency``."""
+
+    __tablename__ = "orders"
+    __table_args__ = (sa.Index("ix_orders_listing", "merchant_id", "created_at", "id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    channel: Mapped[str] = mapped_column(sa.Text)
+    member_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    table_label: Mapped[str | None] = mapped_column(sa.Text)
+    people_count: Mapped[int | None] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    subtotal: Mapped[int] = mapped_column(sa.BigInteger)
+    discount_total: Mapped[int] = mapped_column(sa.BigInteger)
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    refunded_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # A digest of the create request: a resend must match it, or the id was reused.
+    request_hash: Mapped[str] = mapped_column(sa.Text)
+    cancel_reason: Mapped[str | None] = mapped_column(sa.Text)
+    occurred_at: Mapped[datetime] = mapped_column(TS)
+    placed_at: Mapped[datetime | None] = mapped_column(TS)
+    paid_at: Mapped[datetime | None] = mapped_column(TS)
+    completed_at: Mapped[datetime | None] = mapped_column(TS)
+    cancelled_at: Mapped[datetime | None] = mapped_column(TS)
+    version: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class OrderLine(Base):
+    """A line as sold: name, unit price and station captured at the time of sale."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (sa.Index("ix_order_lines_order", "merchant_id", "order_id", "position"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    position: Mapped[int] = mapped_column(sa.Integer)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    name: Mapped[str] = mapped_column(sa.Text)
+    quantity: Mapped[int] = mapped_column(sa.Integer)
+    unit_price: Mapped[int] = mapped_column(sa.BigInteger)
+    discount: Mapped[int] = mapped_column(sa.BigInteger)
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    price_overridden: Mapped[bool] = mapped_column(sa.Boolean)
+    kitchen_station: Mapped[str | None] = mapped_column(sa.Text)
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+    modifiers: Mapped[list[str]] = mapped_column(pg.JSONB)
+
+
+class Tender(Base):
+    """A succeeded payment towards an order (one row per payment id)."""
+
+    __tablename__ = "order_tenders"
+    __table_args__ = (sa.Index("ix_order_tenders_order", "merchant_id", "order_id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    method: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class Refund(Base):
+    """Money returned for an order (one row per refund id)."""
+
+    __tablename__ = "order_refunds"
+    __table_args__ = (sa.Index("ix_order_refunds_order", "merchant_id", "order_id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    refund_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    method: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    returned_lines: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
+    recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class PaymentFailure(Base):
+    """A payment attempt that failed; kept for the order's history, changes nothing else."""
+
+    __tablename__ = "order_payment_failures"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    method: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    amount: Mapped[int] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())

@@ -1,0 +1,1 @@
+"""The merchant's catalog: products, barcodes and per-store prices."""

@@ -1,0 +1,106 @@
+"""Request and response models of the catalog API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic_core import PydanticCustomError
+
+from contracts.money import Money
+from inventory.catalog.barcode import is_valid_barcode
+
+ProductStatus = Literal["active", "inactive"]
+TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _check_barcode(value: str | None) -> str | None:
+    if value is not None and not is_valid_barcode(value):
+        raise PydanticCustomError(
+            "invalid_barcode",
+            "barcode must be an EAN-13, EAN-8 or UPC-A code with a valid check digit",
+        )
+    return value
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID | None = Field(default=None, description="Client-chosen id; generated if absent.")
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    barcode: str | None = None
+    name: Text
+    category_id: uuid.UUID | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=32)] = "each"
+    price: Money
+    cost: Money | None = None
+    tax_rate_bps: TaxRate = 0
+    is_tobacco: bool = False
+    status: ProductStatus = "active"
+    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("barcode")
+    @classmethod
+    def _valid_barcode(cls, value: str | None) -> str | None:
+        return _check_barcode(value)
+
+
+class ProductUpdate(BaseModel):
+    """Only the fields sent change; ``version`` is the one the client last read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[int, Strict(), Field(ge=1)]
+    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    barcode: str | None = None
+    name: Text | None = None
+    category_id: uuid.UUID | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    price: Money | None = None
+    cost: Money | None = None
+    tax_rate_bps: TaxRate | None = None
+    is_tobacco: bool | None = None
+    status: ProductStatus | None = None
+    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("barcode")
+    @classmethod
+    def _valid_barcode(cls, value: str | None) -> str | None:
+        return _check_barcode(value)
+
+
+class StorePriceSet(BaseModel):
+    """A store's own price; ``null`` removes it so the HQ price applies again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[int, Strict(), Field(ge=1)]
+    price: Money | None
+
+
+class ProductOut(BaseModel):
+    id: uuid.UUID
+    sku: str
+    barcode: str | None
+    name: str
+    category_id: uuid.UUID | None
+    unit: str
+    price: Money
+    cost: Money | None
+    tax_rate_bps: int
+    is_tobacco: bool
+    status: ProductStatus
+    kitchen_station: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    store_id: uuid.UUID | None = Field(
+        default=None, description="The store the prices below are for, when one was asked."
+    )
+    store_price: Money | None = Field(
+        default=None, description="The store's own price, when it has one."
+    )
+    effective_price: Money = Field(description="What the product sells for (store or HQ).")

@@ -1,0 +1,328 @@
+"""The stock ledger: stock-in, adjustments, counts, sales and refunds from orders' events,
+concurrency, negative stock and low-stock alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contracts.events.orders import OrderLine, OrderPaid, OrderRefunded, ReturnedLine
+from contracts.money import Money
+from inventory.stock.handlers import deduct_sold_goods, restock_returned_goods
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+CNY = Money.of(0, "CNY")
+
+
+def paid(
+    store_id: uuid.UUID,
+    lines: list[tuple[str, int]],
+    occurred_at: datetime = T0,
+    order_id: uuid.UUID | None = None,
+) -> OrderPaid:
+    order_lines = [
+        OrderLine(
+            line_id=uuid.uuid4(),
+            product_id=uuid.UUID(product_id),
+            name="item",
+            quantity=quantity,
+            unit_price=Money.of(100, "CNY"),
+            discount=CNY,
+            total=Money.of(100 * quantity, "CNY"),
+        )
+        for product_id, quantity in lines
+    ]
+    total = Money.total((line.total for line in order_lines), "CNY")
+    return OrderPaid(
+        order_id=order_id or uuid.uuid4(),
+        store_id=store_id,
+        channel="pos",
+        lines=order_lines,
+        subtotal=total,
+        discount_total=CNY,
+        total=total,
+        tenders=[],
+        occurred_at=occurred_at,
+        paid_at=occurred_at,
+    )
+
+
+async def stock_in(
+    harness: Any,
+    merchant: uuid.UUID,
+    store: uuid.UUID,
+    product_id: str,
+    quantity: int,
+    at: datetime = T0,
+) -> None:
+    response = await harness.client.post(
+        f"/v1/stores/{store}/stock-in",
+        json={
+            "occurred_at": at.isoformat(),
+            "lines": [{"product_id": product_id, "quantity": quantity}],
+        },
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def apply_sale(harness: Any, merchant: uuid.UUID, payload: OrderPaid) -> None:
+    envelope = harness.envelope(payload, merchant, payload.order_id)
+    async with harness.database.transaction() as session:
+        await deduct_sold_goods(session, envelope)
+
+
+async def test_stock_in_replays_with_the_same_idempotency_key(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    body = {
+        "document": "DN-1",
+        "occurred_at": T0.isoformat(),
+        "lines": [{"product_id": product["id"], "quantity": 10}],
+    }
+    headers = {**harness.auth(merchant), "Idempotency-Key": "receive-dn-1"}
+    first = await harness.client.post(f"/v1/stores/{store}/stock-in", json=body, headers=headers)
+    again = await harness.client.post(f"/v1/stores/{store}/stock-in", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert first.json()["movements"][0]["reference"] == "DN-1"
+    assert await harness.on_hand(merchant, store, product["id"]) == 10
+    reused = await harness.client.post(
+        f"/v1/stores/{store}/stock-in", json={**body, "document": "DN-2"}, headers=headers
+    )
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    missing = await harness.client.post(
+        f"/v1/stores/{store}/stock-in", json=body, headers=harness.auth(merchant)
+    )
+    assert missing.status_code == 400
+    assert missing.json()["code"] == "idempotency_key_required"
+
+
+async def test_stock_in_of_an_unknown_product_names_the_line(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    response = await harness.client.post(
+        f"/v1/stores/{store}/stock-in",
+        json={
+            "occurred_at": T0.isoformat(),
+            "lines": [
+                {"product_id": product["id"], "quantity": 1},
+                {"product_id": str(uuid.uuid4()), "quantity": 1},
+            ],
+        },
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "lines[1].product_id"
+
+
+async def test_concurrent_sales_keep_on_hand_exact(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    other = await harness.product(merchant)
+    await stock_in(harness, merchant, store, product["id"], 100)
+    sales = [
+        paid(store, [(product["id"], 1 + i % 3), (other["id"], 1)], T0 + timedelta(minutes=i))
+        for i in range(20)
+    ]
+    await asyncio.gather(*(apply_sale(harness, merchant, sale) for sale in sales))
+    sold = sum(1 + i % 3 for i in range(20))
+    assert await harness.on_hand(merchant, store, product["id"]) == 100 - sold
+    assert await harness.on_hand(merchant, store, other["id"]) == -20
+
+
+async def test_sale_is_never_refused_and_negative_stock_is_flagged(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    await stock_in(harness, merchant, store, product["id"], 2)
+    await apply_sale(harness, merchant, paid(store, [(product["id"], 5)]))
+    level = await harness.client.get(
+        f"/v1/stores/{store}/stock/{product['id']}", headers=harness.auth(merchant)
+    )
+    assert level.json()["on_hand"] == -3
+    assert level.json()["negative"] is True
+    negatives = await harness.client.get(
+        f"/v1/stores/{store}/stock", params={"negative": "true"}, headers=harness.auth(merchant)
+    )
+    assert [item["product_id"] for item in negatives.json()["items"]] == [product["id"]]
+
+
+async def test_low_stock_is_announced_once_per_crossing(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    pid = product["id"]
+    threshold = await harness.client.put(
+        f"/v1/stores/{store}/stock/{pid}/threshold",
+        json={"threshold": 5},
+        headers=harness.auth(merchant),
+    )
+    assert threshold.status_code == 200, threshold.text
+    await stock_in(harness, merchant, store, pid, 10)  # 10: first alert went out at 0 on setting
+    await apply_sale(harness, merchant, paid(store, [(pid, 3)]))  # 7
+    await apply_sale(harness, merchant, paid(store, [(pid, 3)]))  # 4: crossing
+    await apply_sale(harness, merchant, paid(store, [(pid, 1)]))  # 3: still below, no alert
+    await stock_in(harness, merchant, store, pid, 10)  # 13: re-armed
+    await apply_sale(harness, merchant, paid(store, [(pid, 10)]))  # 3: crossing again
+    events = await harness.wait_events("inventory.stock.low", merchant, 3)
+    await asyncio.sleep(0.3)
+    events = harness.events("inventory.stock.low", merchant)
+    assert [e.payload["on_hand"] for e in events] == [0, 4, 3]
+    assert all(e.payload["threshold"] == 5 for e in events)
+
+
+async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    pid = product["id"]
+    await stock_in(harness, merchant, store, pid, 10, T0)
+    # Received after the count's moment but recorded before the count arrives: applies on top.
+    await stock_in(harness, merchant, store, pid, 5, T0 + timedelta(hours=3))
+    count = await harness.client.post(
+        f"/v1/stores/{store}/counts",
+        json={
+            "occurred_at": (T0 + timedelta(hours=2)).isoformat(),
+            "lines": [{"product_id": pid, "counted": 8}],
+        },
+        headers=harness.auth(merchant),
+    )
+    assert count.status_code == 201, count.text
+    assert await harness.on_hand(merchant, store, pid) == 13
+    # An offline sale made before the count reaches the server late: the count already saw it.
+    await apply_sale(harness, merchant, paid(store, [(pid, 3)], T0 + timedelta(hours=1)))
+    assert await harness.on_hand(merchant, store, pid) == 13
+    await apply_sale(harness, merchant, paid(store, [(pid, 2)], T0 + timedelta(hours=4)))
+    assert await harness.on_hand(merchant, store, pid) == 11
+    movements = await harness.client.get(
+        f"/v1/stores/{store}/movements", params={"kind": "sale"}, headers=harness.auth(merchant)
+    )
+    absorbed = {m["quantity"]: m["absorbed"] for m in movements.json()["items"]}
+    assert absorbed == {-3: True, -2: False}
+
+
+async def test_adjustment_needs_its_scope_and_a_reason(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    body = {
+        "product_id": product["id"],
+        "quantity": -2,
+        "reason": "broken",
+        "occurred_at": T0.isoformat(),
+    }
+    forbidden = await harness.client.post(
+        f"/v1/stores/{store}/adjustments",
+        json=body,
+        headers=harness.auth(merchant, scopes=frozenset({"inventory:write"})),
+    )
+    assert forbidden.status_code == 403
+    done = await harness.client.post(
+        f"/v1/stores/{store}/adjustments", json=body, headers=harness.auth(merchant)
+    )
+    assert done.status_code == 201, done.text
+    assert done.json()["on_hand_after"] == -2
+    unreasoned = await harness.client.post(
+        f"/v1/stores/{store}/adjustments",
+        json={**body, "reason": ""},
+        headers=harness.auth(merchant),
+    )
+    assert unreasoned.status_code == 422
+
+
+async def test_sale_and_refund_through_the_bus_apply_once(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    pid = product["id"]
+    await stock_in(harness, merchant, store, pid, 10)
+    sale = paid(store, [(pid, 2), (pid, 1)])
+    envelope = harness.envelope(sale, merchant, sale.order_id)
+    await harness.publish(envelope)
+    await harness.publish(envelope)  # redelivered: the inbox drops it
+    # Re-published with a new event id: the movement's source key drops it.
+    await harness.publish(harness.envelope(sale, merchant, sale.order_id))
+    await harness.wait_on_hand(merchant, store, pid, 7)
+
+    refund = OrderRefunded(
+        order_id=sale.order_id,
+        store_id=store,
+        refund_id=uuid.uuid4(),
+        payment_id=uuid.uuid4(),
+        amount=Money.of(100, "CNY"),
+        refunded_total=Money.of(100, "CNY"),
+        order_total=sale.total,
+        returned_lines=[ReturnedLine(product_id=uuid.UUID(pid), quantity=1)],
+        fully_refunded=False,
+    )
+    refund_envelope = harness.envelope(refund, merchant, sale.order_id)
+    await harness.publish(refund_envelope)
+    await harness.publish(refund_envelope)
+    await harness.wait_on_hand(merchant, store, pid, 8)
+    await asyncio.sleep(0.3)
+    assert await harness.on_hand(merchant, store, pid) == 8
+    movements = await harness.client.get(
+        f"/v1/stores/{store}/movements", params={"product_id": pid}, headers=harness.auth(merchant)
+    )
+    kinds = [(m["kind"], m["quantity"], m["reference"]) for m in movements.json()["items"]]
+    assert kinds == [
+        ("refund_return", 1, str(sale.order_id)),
+        ("sale", -3, str(sale.order_id)),
+        ("stock_in", 10, None),
+    ]
+
+
+async def test_direct_handler_replay_changes_nothing(harness: Any) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    sale = paid(store, [(product["id"], 4)])
+    await apply_sale(harness, merchant, sale)
+    await apply_sale(harness, merchant, sale)
+    refund = OrderRefunded(
+        order_id=sale.order_id,
+        store_id=store,
+        refund_id=uuid.uuid4(),
+        payment_id=uuid.uuid4(),
+        amount=Money.of(400, "CNY"),
+        refunded_total=Money.of(400, "CNY"),
+        order_total=sale.total,
+        returned_lines=[ReturnedLine(product_id=uuid.UUID(product["id"]), quantity=4)],
+        fully_refunded=True,
+    )
+    for _ in range(2):
+        async with harness.database.transaction() as session:
+            await restock_returned_goods(session, harness.envelope(refund, merchant, sale.order_id))
+    assert await harness.on_hand(merchant, store, product["id"]) == 0
+
+
+async def test_other_merchants_stock_is_not_found(harness: Any) -> None:
+    owner, intruder, store = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(owner)
+    await stock_in(harness, owner, store, product["id"], 3)
+    response = await harness.client.get(
+        f"/v1/stores/{store}/stock/{product['id']}", headers=harness.auth(intruder)
+    )
+    assert response.status_code == 404
+    moved = await harness.client.post(
+        f"/v1/stores/{store}/stock-in",
+        json={
+            "occurred_at": T0.isoformat(),
+            "lines": [{"product_id": product["id"], "quantity": 1}],
+        },
+        headers={**harness.auth(intruder), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert moved.status_code == 422
+    listed = await harness.client.get(
+        f"/v1/stores/{store}/movements", headers=harness.auth(intruder)
+    )
+    assert listed.json()["items"] == []
+
+
+async def test_store_outside_the_callers_stores_is_not_found(harness: Any) -> None:
+    merchant, store, elsewhere = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    response = await harness.client.get(
+        f"/v1/stores/{store}/stock/{product['id']}",
+        headers=harness.auth(merchant, store_ids=frozenset({elsewhere})),
+    )
+    assert response.status_code == 404

@@ -1,0 +1,1 @@
+"""Orders: placement, the state machine, tenders, refunds and kitchen tickets."""

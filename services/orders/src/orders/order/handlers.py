@@ -1,0 +1,117 @@
+"""Orders' reaction to payments: tenders, refunds and failed attempts.
+
+Each effect is keyed by the payment or refund id (a primary key, inserted with ``ON CONFLICT
+DO NOTHING``), on top of the inbox's event-id dedupe, so a payment re-announced under a new
+event id is still counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import EventEnvelope
+from contracts.events.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from orders.catalog.handlers import merchant_of
+from orders.models import PaymentFailure, Refund, Tender
+from orders.order import service
+from servicekit.consumer import HandlerRegistry
+
+log = logging.getLogger(__name__)
+
+handlers = HandlerRegistry()
+
+
+@handlers.on("payments.payment.succeeded")
+async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> None:
+    merchant_id = merchant_of(envelope)
+    payment = PaymentSucceeded.model_validate(envelope.payload)
+    # The order's lock first: two tenders of one order are counted one after the other.
+    order = await service.load(session, merchant_id, payment.order_id, for_update=True)
+    inserted = await session.execute(
+        pg.insert(Tender)
+        .values(
+            merchant_id=merchant_id,
+            payment_id=payment.payment_id,
+            order_id=payment.order_id,
+            method=payment.method,
+            currency=payment.amount.currency,
+            amount=payment.amount.amount,
+        )
+        .on_conflict_do_nothing(index_elements=[Tender.merchant_id, Tender.payment_id])
+        .returning(Tender.payment_id)
+    )
+    if inserted.scalar_one_or_none() is None:
+        return
+    if order is None:
+        # An offline payment synced before its order: placing the order settles it.
+        log.info("payment %s for order %s, not placed yet", payment.payment_id, payment.order_id)
+        return
+    if order.status == "cancelled":
+        log.warning("payment %s succeeded for cancelled order %s", payment.payment_id, order.id)
+    await service.settle(
+        session,
+        order,
+        causation_id=envelope.event_id,
+        correlation_id=envelope.correlation_id or envelope.event_id,
+    )
+
+
+@handlers.on("payments.payment.refunded")
+async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> None:
+    merchant_id = merchant_of(envelope)
+    refunded = PaymentRefunded.model_validate(envelope.payload)
+    order = await service.load(session, merchant_id, refunded.order_id, for_update=True)
+    if order is None:
+        # Payments refunds only what was paid, and a payment needs its order to be placed
+        # before it can count; retrying lets a late order arrive first.
+        raise LookupError(f"refund {refunded.refund_id} for unknown order {refunded.order_id}")
+    inserted = await session.execute(
+        pg.insert(Refund)
+        .values(
+            merchant_id=merchant_id,
+            refund_id=refunded.refund_id,
+            order_id=refunded.order_id,
+            payment_id=refunded.payment_id,
+            method=refunded.method,
+            currency=refunded.amount.currency,
+            amount=refunded.amount.amount,
+            returned_lines=service.returned_lines_json(refunded.returned_lines),
+        )
+        .on_conflict_do_nothing(index_elements=[Refund.merchant_id, Refund.refund_id])
+        .returning(Refund.refund_id)
+    )
+    if inserted.scalar_one_or_none() is None:
+        return
+    refund = await session.get(Refund, (merchant_id, refunded.refund_id))
+    assert refund is not None
+    await service.record_refund(
+        session,
+        order,
+        refund,
+        causation_id=envelope.event_id,
+        correlation_id=envelope.correlation_id or envelope.event_id,
+    )
+
+
+@handlers.on("payments.payment.failed")
+async def payment_failed(session: AsyncSession, envelope: EventEnvelope) -> None:
+    merchant_id = merchant_of(envelope)
+    failed = PaymentFailed.model_validate(envelope.payload)
+    await session.execute(
+        pg.insert(PaymentFailure)
+        .values(
+            merchant_id=merchant_id,
+            payment_id=failed.payment_id,
+            order_id=failed.order_id,
+            method=failed.method,
+            currency=failed.amount.currency,
+            amount=failed.amount.amount,
+            reason=failed.reason,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[PaymentFailure.merchant_id, PaymentFailure.payment_id]
+        )
+    )

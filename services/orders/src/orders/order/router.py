@@ -1,0 +1,96 @@
+"""HTTP endpoints of orders: ``/v1/orders``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+
+from orders.models import Order
+from orders.order import service
+from orders.order.schemas import CancelIn, OrderCreate, OrderOut, OrderStatus, OrderSummary
+from servicekit.auth import Principal, PrincipalDep, require, require_store_access, scoped
+from servicekit.errors import problem_responses
+from servicekit.idempotency import Idempotency, IdempotentRoute
+from servicekit.pagination import CursorParamsDep, Page, paginate
+from servicekit.uow import SessionDep
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=IdempotentRoute)
+
+OrderWriter = Annotated[Principal, Depends(require("orders:write"))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(Idempotency())],
+    responses={
+        200: {"description": "This order was placed before; here it is.", "model": OrderOut},
+        **problem_responses(403, 409, 422, 423),
+    },
+)
+async def place_order(
+    body: OrderCreate, principal: OrderWriter, session: SessionDep, response: Response
+) -> OrderOut:
+    """Place an order under its client-generated id (``orders:write``).
+
+    Sending the same order again returns it with 200; the same id with a different body is
+    409 ``order_id_conflict``.
+    """
+    order, created = await service.place_order(session, principal, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return order
+
+
+@router.get("")
+async def list_orders(
+    principal: PrincipalDep,
+    session: SessionDep,
+    params: CursorParamsDep,
+    store_id: uuid.UUID | None = None,
+    order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
+) -> Page[OrderSummary]:
+    """Orders the caller may see, newest first."""
+    stmt = scoped(sa.select(Order), Order, principal)
+    if store_id is not None:
+        require_store_access(principal, store_id)
+        stmt = stmt.where(Order.store_id == store_id)
+    if order_status is not None:
+        stmt = stmt.where(Order.status == order_status)
+    return await paginate(
+        session,
+        stmt,
+        order_by=(Order.created_at, Order.id),
+        params=params,
+        map=service.summary_out,
+        descending=True,
+    )
+
+
+@router.get("/{order_id}", responses=problem_responses(404))
+async def get_order(order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> OrderOut:
+    """The order with its lines, tenders and refunds."""
+    order = await service.get_visible(session, principal, order_id)
+    return await service.order_out(session, order)
+
+
+@router.post("/{order_id}/cancel", responses=problem_responses(403, 404, 409, 423))
+async def cancel_order(
+    order_id: uuid.UUID,
+    principal: OrderWriter,
+    session: SessionDep,
+    body: Annotated[CancelIn | None, Body()] = None,
+) -> OrderOut:
+    """Cancel an order that is not paid yet (``orders:write``)."""
+    return await service.cancel(session, principal, order_id, body.reason if body else None)
+
+
+@router.post("/{order_id}/complete", responses=problem_responses(403, 404, 409, 423))
+async def complete_order(
+    order_id: uuid.UUID, principal: OrderWriter, session: SessionDep
+) -> OrderOut:
+    """Mark a paid order as handed over (``orders:write``)."""
+    return await service.complete(session, principal, order_id)

@@ -1,0 +1,640 @@
+"""Order logic: placement priced from the catalog replica, the state machine, tenders and
+refunds from payments' events, and kitchen tickets.
+
+Every state change writes its ``orders.*`` event to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.events.orders import (
+    KitchenTicketCreated,
+    OrderCancelled,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    ReturnedLine,
+    TicketLine,
+)
+from contracts.events.orders import OrderLine as LinePayload
+from contracts.events.orders import Tender as TenderPayload
+from contracts.ids import new_id
+from contracts.money import Money
+from contracts.registry import make_envelope
+from orders.models import (
+    CatalogProduct,
+    CatalogStorePrice,
+    Order,
+    OrderLine,
+    Refund,
+    Store,
+    Tender,
+)
+from orders.order.schemas import (
+    LineIn,
+    LineOut,
+    OrderCreate,
+    OrderOut,
+    OrderSummary,
+    RefundOut,
+    ReturnedLineOut,
+    TenderOut,
+)
+from servicekit.auth import Principal, require_store_access
+from servicekit.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    IllegalState,
+    Locked,
+    NotFound,
+    ValidationFailed,
+)
+from servicekit.outbox import add_event
+
+PRODUCER = "orders"
+DISCOUNT_SCOPE = "orders:discount"
+#: Channels whose lines with a kitchen station are sent to the kitchen.
+KITCHEN_CHANNELS = frozenset({"pos", "mini_program", "qr_table"})
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"placed", "cancelled"}),
+    "placed": frozenset({"paid", "cancelled"}),
+    "paid": frozenset({"completed", "partially_refunded", "refunded"}),
+    "completed": frozenset({"partially_refunded", "refunded"}),
+    "partially_refunded": frozenset({"partially_refunded", "refunded"}),
+    "cancelled": frozenset(),
+    "refunded": frozenset(),
+}
+
+
+def transition(order: Order, target: str) -> None:
+    """Move ``order`` to ``target`` or answer 409 ``illegal_transition``."""
+    if target not in TRANSITIONS[order.status]:
+        raise IllegalState(
+            "illegal_transition",
+            f"An order that is {order.status} cannot become {target}.",
+            current_status=order.status,
+            requested_status=target,
+        )
+    order.status = target
+    order.version += 1
+    order.updated_at = datetime.now(UTC)
+
+
+async def _emit(
+    session: AsyncSession,
+    order: Order,
+    payload: BaseModel,
+    *,
+    aggregate_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+) -> None:
+    envelope = make_envelope(
+        payload,
+        producer=PRODUCER,
+        aggregate_id=aggregate_id or order.id,
+        merchant_id=order.merchant_id,
+        store_id=order.store_id,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+    )
+    await add_event(session, envelope)
+
+
+def _money(order: Order, amount: int) -> Money:
+    return Money.of(amount, order.currency)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def load(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    order_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+) -> Order | None:
+    stmt = sa.select(Order).where(Order.merchant_id == merchant_id, Order.id == order_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_visible(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID, *, for_update: bool = False
+) -> Order:
+    order = await load(session, principal.merchant_id, order_id, for_update=for_update)
+    if order is None or not principal.can_see_store(order.store_id):
+        raise NotFound("Order not found.")
+    return order
+
+
+def summary_out(order: Order) -> OrderSummary:
+    return OrderSummary(
+        id=order.id,
+        store_id=order.store_id,
+        channel=order.channel,
+        member_id=order.member_id,
+        table=order.table_label,
+        people_count=order.people_count,
+        status=order.status,
+        subtotal=_money(order, order.subtotal),
+        discount_total=_money(order, order.discount_total),
+        total=_money(order, order.total),
+        paid_total=_money(order, order.paid_total),
+        refunded_total=_money(order, order.refunded_total),
+        cancel_reason=order.cancel_reason,
+        occurred_at=order.occurred_at,
+        placed_at=order.placed_at,
+        paid_at=order.paid_at,
+        completed_at=order.completed_at,
+        cancelled_at=order.cancelled_at,
+        version=order.version,
+        created_at=order.created_at,
+    )
+
+
+async def _lines(session: AsyncSession, order: Order) -> list[OrderLine]:
+    rows = await session.execute(
+        sa.select(OrderLine)
+        .where(OrderLine.merchant_id == order.merchant_id, OrderLine.order_id == order.id)
+        .order_by(OrderLine.position)
+    )
+    return list(rows.scalars())
+
+
+async def _tenders(
+    session: AsyncSession, merchant_id: uuid.UUID, order_id: uuid.UUID
+) -> list[Tender]:
+    rows = await session.execute(
+        sa.select(Tender)
+        .where(Tender.merchant_id == merchant_id, Tender.order_id == order_id)
+        .order_by(Tender.recorded_at, Tender.payment_id)
+    )
+    return list(rows.scalars())
+
+
+async def order_out(session: AsyncSession, order: Order) -> OrderOut:
+    lines = await _lines(session, order)
+    tenders = await _tenders(session, order.merchant_id, order.id)
+    refunds = (
+        await session.execute(
+            sa.select(Refund)
+            .where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
+            .order_by(Refund.recorded_at, Refund.refund_id)
+        )
+    ).scalars()
+    return OrderOut(
+        **summary_out(order).model_dump(),
+        lines=[
+            LineOut(
+                line_id=line.id,
+                product_id=line.product_id,
+                name=line.name,
+                quantity=line.quantity,
+                unit_price=_money(order, line.unit_price),
+                discount=_money(order, line.discount),
+                total=_money(order, line.total),
+                price_overridden=line.price_overridden,
+                kitchen_station=line.kitchen_station,
+                notes=line.notes,
+                modifiers=line.modifiers,
+            )
+            for line in lines
+        ],
+        tenders=[
+            TenderOut(
+                payment_id=t.payment_id,
+                method=t.method,
+                amount=Money.of(t.amount, t.currency),
+                recorded_at=t.recorded_at,
+            )
+            for t in tenders
+        ],
+        refunds=[
+            RefundOut(
+                refund_id=r.refund_id,
+                payment_id=r.payment_id,
+                method=r.method,
+                amount=Money.of(r.amount, r.currency),
+                returned_lines=[ReturnedLineOut.model_validate(x) for x in r.returned_lines],
+                recorded_at=r.recorded_at,
+            )
+            for r in refunds
+        ],
+    )
+
+
+# --- placing -----------------------------------------------------------------------------------
+
+
+def request_hash(body: OrderCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def ensure_store_writable(
+    session: AsyncSession, merchant_id: uuid.UUID, store_id: uuid.UUID
+) -> None:
+    """423 when identity locked the store; a store identity never told us about is open."""
+    store = await session.get(Store, store_id)
+    if store is None:
+        return
+    if store.merchant_id != merchant_id:
+        raise NotFound("Store not found.")
+    if store.status != "active":
+        raise Locked(
+            f"The store is {store.status.replace('_', '-')}: it takes no new sales or changes.",
+            code=f"store_{store.status}",
+        )
+
+
+@dataclass
+class _Priced:
+    line: LineIn
+    product: CatalogProduct
+    unit_price: Money
+    overridden: bool
+    discount: Money
+
+    @property
+    def gross(self) -> Money:
+        return self.unit_price * self.line.quantity
+
+
+async def _resolve_products(
+    session: AsyncSession, merchant_id: uuid.UUID, lines: list[LineIn]
+) -> list[CatalogProduct]:
+    ids = {line.product_id for line in lines if line.product_id is not None}
+    barcodes = {line.barcode for line in lines if line.barcode is not None}
+    by_id: dict[uuid.UUID, CatalogProduct] = {}
+    by_barcode: dict[str, CatalogProduct] = {}
+    if ids:
+        rows = await session.execute(
+            sa.select(CatalogProduct).where(
+                CatalogProduct.merchant_id == merchant_id, CatalogProduct.product_id.in_(ids)
+            )
+        )
+        by_id = {p.product_id: p for p in rows.scalars()}
+    if barcodes:
+        rows = await session.execute(
+            sa.select(CatalogProduct).where(
+                CatalogProduct.merchant_id == merchant_id, CatalogProduct.barcode.in_(barcodes)
+            )
+        )
+        by_barcode = {p.barcode: p for p in rows.scalars() if p.barcode is not None}
+    errors: list[FieldError] = []
+    found: list[CatalogProduct] = []
+    for i, line in enumerate(lines):
+        if line.product_id is not None:
+            product, field = by_id.get(line.product_id), f"lines[{i}].product_id"
+        else:
+            assert line.barcode is not None
+            product, field = by_barcode.get(line.barcode), f"lines[{i}].barcode"
+        if product is None:
+            errors.append(FieldError(field, "unknown_product", "No such product in the catalog."))
+        elif product.status != "active":
+            errors.append(FieldError(field, "product_inactive", "The product is not on sale."))
+        else:
+            found.append(product)
+    if errors:
+        raise ValidationFailed(errors)
+    return found
+
+
+async def _price_lines(
+    session: AsyncSession, merchant_id: uuid.UUID, body: OrderCreate
+) -> list[_Priced]:
+    products = await _resolve_products(session, merchant_id, body.lines)
+    store_prices = {
+        row.product_id: row
+        for row in (
+            await session.execute(
+                sa.select(CatalogStorePrice).where(
+                    CatalogStorePrice.store_id == body.store_id,
+                    CatalogStorePrice.product_id.in_({p.product_id for p in products}),
+                    CatalogStorePrice.price.is_not(None),
+                )
+            )
+        ).scalars()
+    }
+    priced: list[_Priced] = []
+    errors: list[FieldError] = []
+    for i, (line, product) in enumerate(zip(body.lines, products, strict=True)):
+        own = store_prices.get(product.product_id)
+        if own is not None and own.price is not None and own.currency is not None:
+            catalog_price = Money.of(own.price, own.currency)
+        else:
+            catalog_price = Money.of(product.price, product.currency)
+        unit_price = line.unit_price or catalog_price
+        if unit_price.currency != catalog_price.currency:
+            errors.append(
+                FieldError(f"lines[{i}].unit_price", "currency_mismatch", "wrong currency.")
+            )
+            continue
+        discount = line.discount or Money.zero(unit_price.currency)
+        item = _Priced(line, product, unit_price, line.unit_price is not None, discount)
+        if discount.currency != unit_price.currency:
+            errors.append(
+                FieldError(f"lines[{i}].discount", "currency_mismatch", "wrong currency.")
+            )
+        elif discount.is_negative or discount > item.gross:
+            errors.append(
+                FieldError(
+                    f"lines[{i}].discount",
+                    "discount_out_of_range",
+                    "must be between zero and the line's price times its quantity.",
+                )
+            )
+        else:
+            priced.append(item)
+    if not errors and len({p.unit_price.currency for p in priced}) > 1:
+        errors.append(FieldError("lines", "currency_mismatch", "all lines must share a currency."))
+    if errors:
+        raise ValidationFailed(errors)
+    return priced
+
+
+async def place_order(
+    session: AsyncSession, principal: Principal, body: OrderCreate
+) -> tuple[OrderOut, bool]:
+    """Place the order; ``(order, False)`` when this exact order was placed before."""
+    require_store_access(principal, body.store_id)
+    digest = request_hash(body)
+    existing = await load(session, principal.merchant_id, body.id)
+    if existing is not None:
+        return await _existing(session, principal, existing, digest), False
+    adjusted = any(line.discount is not None or line.unit_price is not None for line in body.lines)
+    if adjusted and not principal.has(DISCOUNT_SCOPE):
+        raise Forbidden(
+            "Discounts and price overrides require the 'orders:discount' permission.",
+            missing_permission=DISCOUNT_SCOPE,
+        )
+    await ensure_store_writable(session, principal.merchant_id, body.store_id)
+    priced = await _price_lines(session, principal.merchant_id, body)
+    currency = priced[0].unit_price.currency
+    subtotal = Money.total((p.gross for p in priced), currency)
+    discount_total = Money.total((p.discount for p in priced), currency)
+    now = datetime.now(UTC)
+    inserted = await session.execute(
+        pg.insert(Order)
+        .values(
+            merchant_id=principal.merchant_id,
+            id=body.id,
+            store_id=body.store_id,
+            channel=body.channel,
+            member_id=body.member_id,
+            table_label=body.table,
+            people_count=body.people_count,
+            status="placed",
+            currency=currency,
+            subtotal=subtotal.amount,
+            discount_total=discount_total.amount,
+            total=(subtotal - discount_total).amount,
+            paid_total=0,
+            refunded_total=0,
+            request_hash=digest,
+            occurred_at=body.occurred_at,
+            placed_at=now,
+            version=1,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.id])
+        .returning(Order.id)
+    )
+    if inserted.scalar_one_or_none() is None:
+        # A concurrent request with the same id committed first.
+        raced = await load(session, principal.merchant_id, body.id)
+        assert raced is not None
+        return await _existing(session, principal, raced, digest), False
+    order = await load(session, principal.merchant_id, body.id, for_update=True)
+    assert order is not None
+    lines = [
+        OrderLine(
+            id=new_id(),
+            merchant_id=order.merchant_id,
+            order_id=order.id,
+            position=i,
+            product_id=p.product.product_id,
+            name=p.product.name,
+            quantity=p.line.quantity,
+            unit_price=p.unit_price.amount,
+            discount=p.discount.amount,
+            total=(p.gross - p.discount).amount,
+            price_overridden=p.overridden,
+            kitchen_station=p.product.kitchen_station,
+            notes=p.line.notes,
+            modifiers=list(p.line.modifiers),
+        )
+        for i, p in enumerate(priced)
+    ]
+    session.add_all(lines)
+    await session.flush()
+    payload_lines = [_line_payload(order, line) for line in lines]
+    await _emit(
+        session,
+        order,
+        OrderPlaced(
+            order_id=order.id,
+            store_id=order.store_id,
+            channel=body.channel,
+            member_id=order.member_id,
+            table=order.table_label,
+            lines=payload_lines,
+            subtotal=subtotal,
+            discount_total=discount_total,
+            total=_money(order, order.total),
+            placed_at=now,
+        ),
+    )
+    if order.channel in KITCHEN_CHANNELS:
+        await _kitchen_tickets(session, order, lines)
+    # Payments taken offline may have reached us before the order did.
+    await settle(session, order)
+    return await order_out(session, order), True
+
+
+async def _existing(
+    session: AsyncSession, principal: Principal, order: Order, digest: str
+) -> OrderOut:
+    if not principal.can_see_store(order.store_id) or order.request_hash != digest:
+        raise Conflict(
+            "An order with this id already exists with different contents.",
+            code="order_id_conflict",
+        )
+    return await order_out(session, order)
+
+
+def _line_payload(order: Order, line: OrderLine) -> LinePayload:
+    return LinePayload(
+        line_id=line.id,
+        product_id=line.product_id,
+        name=line.name,
+        quantity=line.quantity,
+        unit_price=_money(order, line.unit_price),
+        discount=_money(order, line.discount),
+        total=_money(order, line.total),
+        kitchen_station=line.kitchen_station,
+        notes=line.notes,
+        modifiers=list(line.modifiers),
+    )
+
+
+async def _kitchen_tickets(session: AsyncSession, order: Order, lines: list[OrderLine]) -> None:
+    """One ticket per station, lines in order-entry order."""
+    by_station: dict[str, list[OrderLine]] = defaultdict(list)
+    for line in lines:
+        if line.kitchen_station:
+            by_station[line.kitchen_station].append(line)
+    for station, station_lines in by_station.items():
+        ticket_id = new_id()
+        await _emit(
+            session,
+            order,
+            KitchenTicketCreated(
+                ticket_id=ticket_id,
+                order_id=order.id,
+                store_id=order.store_id,
+                station=station,
+                table=order.table_label,
+                lines=[
+                    TicketLine(
+                        name=line.name,
+                        quantity=line.quantity,
+                        notes=line.notes,
+                        modifiers=list(line.modifiers),
+                    )
+                    for line in station_lines
+                ],
+            ),
+            aggregate_id=ticket_id,
+        )
+
+
+# --- state changes from the API ------------------------------------------------------------------
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID, reason: str | None
+) -> OrderOut:
+    order = await get_visible(session, principal, order_id, for_update=True)
+    await ensure_store_writable(session, order.merchant_id, order.store_id)
+    transition(order, "cancelled")
+    order.cancelled_at = datetime.now(UTC)
+    order.cancel_reason = reason
+    await _emit(
+        session,
+        order,
+        OrderCancelled(order_id=order.id, store_id=order.store_id, reason=reason),
+    )
+    return await order_out(session, order)
+
+
+async def complete(session: AsyncSession, principal: Principal, order_id: uuid.UUID) -> OrderOut:
+    order = await get_visible(session, principal, order_id, for_update=True)
+    await ensure_store_writable(session, order.merchant_id, order.store_id)
+    transition(order, "completed")
+    order.completed_at = datetime.now(UTC)
+    return await order_out(session, order)
+
+
+# --- payments ------------------------------------------------------------------------------------
+
+
+async def settle(
+    session: AsyncSession,
+    order: Order,
+    *,
+    causation_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+) -> None:
+    """Bring ``paid_total`` up to date from the tenders; a placed order whose tenders cover
+    its total becomes paid and announces it. The caller holds the order's row lock."""
+    tenders = await _tenders(session, order.merchant_id, order.id)
+    order.paid_total = sum(t.amount for t in tenders if t.currency == order.currency)
+    if order.status != "placed" or order.paid_total < order.total:
+        return
+    transition(order, "paid")
+    order.paid_at = datetime.now(UTC)
+    lines = await _lines(session, order)
+    await _emit(
+        session,
+        order,
+        OrderPaid(
+            order_id=order.id,
+            store_id=order.store_id,
+            channel=order.channel,
+            member_id=order.member_id,
+            lines=[_line_payload(order, line) for line in lines],
+            subtotal=_money(order, order.subtotal),
+            discount_total=_money(order, order.discount_total),
+            total=_money(order, order.total),
+            tenders=[
+                TenderPayload(
+                    payment_id=t.payment_id,
+                    method=t.method,
+                    amount=Money.of(t.amount, t.currency),
+                )
+                for t in tenders
+            ],
+            occurred_at=order.occurred_at,
+            paid_at=order.paid_at,
+        ),
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+    )
+
+
+async def record_refund(
+    session: AsyncSession,
+    order: Order,
+    refund: Refund,
+    *,
+    causation_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+) -> None:
+    """Count a newly recorded refund against ``order`` (row-locked by the caller)."""
+    order.refunded_total += refund.amount
+    if order.status not in ("paid", "completed", "partially_refunded"):
+        # Money went back for an order that was never fully paid (a partial tender of a
+        # cancelled order): recorded above, no state to move.
+        order.updated_at = datetime.now(UTC)
+        return
+    fully = order.refunded_total >= order.paid_total
+    transition(order, "refunded" if fully else "partially_refunded")
+    await _emit(
+        session,
+        order,
+        OrderRefunded(
+            order_id=order.id,
+            store_id=order.store_id,
+            member_id=order.member_id,
+            refund_id=refund.refund_id,
+            payment_id=refund.payment_id,
+            amount=Money.of(refund.amount, refund.currency),
+            refunded_total=_money(order, order.refunded_total),
+            order_total=_money(order, order.total),
+            returned_lines=[ReturnedLine.model_validate(x) for x in refund.returned_lines],
+            fully_refunded=fully,
+        ),
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+    )
+
+
+def returned_lines_json(lines: list[ReturnedLine]) -> list[dict[str, Any]]:
+    return [line.model_dump(mode="json") for line in lines]
