@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,16 @@ from contracts.topics import topic_for_event_type
 from inventory.catalog.barcode import gtin_check_digit
 from inventory.config import Settings
 from inventory.main import create_app
-from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
 from servicekit.auth import (
-    Principal,
     Role,
-    StaticKeySource,
     TokenVerifier,
     generate_signing_key,
-    principal_claims,
-    public_jwks,
-    sign_token,
 )
 from servicekit.bus.base import OutgoingMessage
 from servicekit.bus.factory import InMemoryBus
 from servicekit.db import Database
 from servicekit.testing.plugin import CreateDatabase
+from servicekit.testing.tokens import bearer_headers, static_verifier
 from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(inventory.__file__).parent / "migrations"
@@ -45,9 +39,7 @@ ALL_SCOPES = frozenset({"inventory:write", "inventory:adjust", "orders:write"})
 
 
 def verifier() -> TokenVerifier:
-    return TokenVerifier(
-        StaticKeySource(public_jwks([KEY])), issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE
-    )
+    return static_verifier(KEY)
 
 
 def auth_headers(
@@ -55,20 +47,7 @@ def auth_headers(
     scopes: frozenset[str] = ALL_SCOPES,
     store_ids: frozenset[uuid.UUID] | None = None,
 ) -> dict[str, str]:
-    now = datetime.now(UTC)
-    principal = Principal(
-        subject=uuid.uuid4(),
-        merchant_id=merchant_id,
-        role=Role.HQ_ADMIN,
-        scopes=scopes,
-        store_ids=store_ids,
-        token_id=uuid.uuid4().hex,
-        expires_at=now + timedelta(minutes=10),
-    )
-    claims = principal_claims(
-        principal, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, issued_at=now
-    )
-    return {"Authorization": f"Bearer {sign_token(KEY, claims)}"}
+    return bearer_headers(KEY, merchant_id, scopes=scopes, store_ids=store_ids, role=Role.HQ_ADMIN)
 
 
 def ean13(body12: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,21 +30,16 @@ from contracts.topics import topic_for_event_type
 from orders.config import Settings
 from orders.main import create_app
 from orders.models import CatalogProduct
-from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
 from servicekit.auth import (
-    Principal,
     Role,
-    StaticKeySource,
     TokenVerifier,
     generate_signing_key,
-    principal_claims,
-    public_jwks,
-    sign_token,
 )
 from servicekit.bus.base import OutgoingMessage
 from servicekit.bus.factory import InMemoryBus
 from servicekit.db import Database
 from servicekit.testing.plugin import CreateDatabase
+from servicekit.testing.tokens import bearer_headers, static_verifier
 from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(orders.__file__).parent / "migrations"
@@ -55,9 +50,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def verifier() -> TokenVerifier:
-    return TokenVerifier(
-        StaticKeySource(public_jwks([KEY])), issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE
-    )
+    return static_verifier(KEY)
 
 
 def auth_headers(
@@ -65,20 +58,9 @@ def auth_headers(
     scopes: frozenset[str] = MANAGER,
     store_ids: frozenset[uuid.UUID] | None = None,
 ) -> dict[str, str]:
-    now = datetime.now(UTC)
-    principal = Principal(
-        subject=uuid.uuid4(),
-        merchant_id=merchant_id,
-        role=Role.STORE_MANAGER,
-        scopes=scopes,
-        store_ids=store_ids,
-        token_id=uuid.uuid4().hex,
-        expires_at=now + timedelta(minutes=10),
+    return bearer_headers(
+        KEY, merchant_id, scopes=scopes, store_ids=store_ids, role=Role.STORE_MANAGER
     )
-    claims = principal_claims(
-        principal, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, issued_at=now
-    )
-    return {"Authorization": f"Bearer {sign_token(KEY, claims)}"}
 
 
 def envelope(

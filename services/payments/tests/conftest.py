@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +26,20 @@ from payments.main import create_app
 from payments.providers.sandbox import SandboxProvider
 from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
 from servicekit.auth import (
-    Principal,
-    Role,
     SigningKey,
     StaticKeySource,
     TokenVerifier,
     generate_signing_key,
-    principal_claims,
     public_jwks,
-    sign_token,
 )
 from servicekit.bus.base import OutgoingMessage
 from servicekit.bus.factory import InMemoryBus
 from servicekit.testing.plugin import CreateDatabase
+from servicekit.testing.tokens import bearer_headers
+from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(payments.__file__).parent / "migrations"
 ALL_SCOPES = frozenset({"orders:write", "refunds:approve", "settings:manage"})
-
-
-async def eventually(
-    probe: Callable[[], Any], *, timeout: float = 5.0, interval: float = 0.02
-) -> Any:
-    """Poll the async ``probe`` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 def bearer(
@@ -65,20 +49,7 @@ def bearer(
     store_ids: frozenset[uuid.UUID] | None = None,
 ) -> dict[str, str]:
     """An Authorization header for a staff member of ``merchant_id``."""
-    now = datetime.now(UTC)
-    principal = Principal(
-        subject=uuid.uuid4(),
-        merchant_id=merchant_id,
-        role=Role.STORE_MANAGER,
-        scopes=scopes,
-        store_ids=store_ids,
-        token_id=uuid.uuid4().hex,
-        expires_at=now + timedelta(minutes=10),
-    )
-    claims = principal_claims(
-        principal, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, issued_at=now
-    )
-    return {"Authorization": f"Bearer {sign_token(key, claims)}"}
+    return bearer_headers(key, merchant_id, scopes=scopes, store_ids=store_ids)
 
 
 async def replica_state(app: FastAPI, order_id: uuid.UUID) -> str | None:

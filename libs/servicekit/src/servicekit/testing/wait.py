@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, step: float = 0.05
-) -> None:
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
     while True:
-        if await condition():
-            return
+        value = await probe()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
+        await asyncio.sleep(interval)

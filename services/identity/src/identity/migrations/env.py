@@ -1,6 +1,6 @@
 """Alembic environment of the identity service."""
 
-from identity.models import Base
+from identity.tables import Base
 from servicekit.migrations import run_env
 
 run_env(Base.metadata)

@@ -1,0 +1,1 @@
+"""The security audit log."""

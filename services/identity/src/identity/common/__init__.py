@@ -1,0 +1,1 @@
+"""Building blocks shared by identity's domains: validation, passwords, permissions."""

@@ -1,0 +1,79 @@
+"""Roles, permission scopes and the rules for granting them.
+
+A role fixes how far a staff member reaches (the whole merchant, some regions, one store);
+scopes name what they may do there. Each role has a default set of scopes and a ceiling: a
+staff member never holds a scope above their role's ceiling, and nobody grants a role or a
+scope above their own.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from servicekit.auth import Role
+
+SCOPES: Final[dict[str, str]] = {
+    "orders:write": "Take orders and payments at the till.",
+    "orders:discount": "Apply manual discounts and price overrides.",
+    "refunds:approve": "Approve refunds and voids.",
+    "inventory:adjust": "Receive stock, count and adjust inventory.",
+    "catalog:manage": "Edit products, prices and categories.",
+    "members:write": "Register members and change their accounts.",
+    "staff:manage": "Create and manage staff within one's own scope.",
+    "stores:manage": "Open and change stores within one's own scope.",
+    "reports:read": "Read sales and operating reports.",
+    "settings:manage": "Change merchant-wide settings, regions and the merchant profile.",
+    "audit:read": "Read the security audit log.",
+}
+
+ALL_SCOPES: Final = frozenset(SCOPES)
+
+ROLE_RANK: Final[dict[Role, int]] = {
+    Role.CASHIER: 1,
+    Role.STORE_MANAGER: 2,
+    Role.REGIONAL_MANAGER: 3,
+    Role.HQ_ADMIN: 4,
+}
+
+_STORE_MANAGER_DEFAULT = frozenset(
+    {
+        "orders:write",
+        "orders:discount",
+        "refunds:approve",
+        "inventory:adjust",
+        "members:write",
+        "staff:manage",
+        "reports:read",
+    }
+)
+
+ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
+    Role.HQ_ADMIN: ALL_SCOPES,
+    Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
+    Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
+    Role.CASHIER: frozenset({"orders:write"}),
+}
+
+ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
+    Role.HQ_ADMIN: ALL_SCOPES,
+    Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage", "catalog:manage"},
+    Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
+    Role.CASHIER: frozenset(
+        {"orders:write", "orders:discount", "refunds:approve", "members:write"}
+    ),
+}
+
+
+def can_assign_role(granter: Role, role: Role) -> bool:
+    """Roles strictly below one's own; an HQ admin may also appoint HQ admins."""
+    if granter is Role.HQ_ADMIN:
+        return True
+    return ROLE_RANK[role] < ROLE_RANK[granter]
+
+
+def can_manage(manager: Role, target: Role) -> bool:
+    """Whether ``manager`` may change an account holding ``target``: only lower roles, except
+    that HQ admins manage each other (super admins are further protected by the caller)."""
+    if manager is Role.HQ_ADMIN:
+        return True
+    return ROLE_RANK[target] < ROLE_RANK[manager]

@@ -1,0 +1,1 @@
+"""Super admin handover within one legal entity."""

@@ -1,0 +1,1 @@
+"""Merchants: the legal entities that own stores and staff."""

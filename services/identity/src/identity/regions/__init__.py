@@ -1,0 +1,1 @@
+"""Regions: groups of stores that a regional manager looks after."""

@@ -1,0 +1,1 @@
+"""Staff accounts: who works for a merchant, with which role, where."""

@@ -1,0 +1,1 @@
+"""Stores: where selling happens; each belongs to one merchant."""

@@ -1,0 +1,1 @@
+"""One-time verification codes sent to phones."""
