@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 
 from servicekit.db import Database
-from servicekit.errors import install_problem_handlers
-from servicekit.uow import SessionDep
+from servicekit.errors import Conflict, install_problem_handlers
+from servicekit.uow import FailAfterCommit, SessionDep
 
 DDL = [
     "CREATE TABLE parent (id int PRIMARY KEY)",
@@ -37,6 +37,8 @@ async def make_app(create_database) -> tuple[FastAPI, Database]:
         await session.execute(sa.text("INSERT INTO parent (id) VALUES (:p)"), {"p": parent_id})
         if parent_id < 0:
             raise ValueError("rejected after the insert")
+        if parent_id >= 1000:
+            raise FailAfterCommit(Conflict("recorded, yet refused", code="refused_but_kept"))
         return {"id": parent_id}
 
     app = FastAPI()
@@ -77,4 +79,16 @@ async def test_error_in_endpoint_rolls_back(create_database) -> None:
         assert response.status_code == 500
         assert "Traceback" not in response.text
         assert await count(database, "parent") == 0
+    await database.dispose()
+
+
+async def test_fail_after_commit_keeps_the_work_and_answers_the_problem(create_database) -> None:
+    app, database = await make_app(create_database)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as client:
+        response = await client.post("/parents/1000")
+        assert response.status_code == 409
+        assert response.json()["code"] == "refused_but_kept"
+        assert await count(database, "parent") == 1
     await database.dispose()

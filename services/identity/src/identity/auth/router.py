@@ -1,6 +1,6 @@
 """Sign-in endpoints and the JWKS. These routes commit their failure bookkeeping (attempt
-counters, revoked token families) before answering with an error, see
-:mod:`identity.common.tx`."""
+counters, revoked token families) before answering with an error: the services raise
+``servicekit.uow.FailAfterCommit``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from identity.auth.schemas import (
     RefreshRequest,
     TokenPair,
 )
-from identity.common.tx import committing
 from identity.context import ClientIpDep, IdentityDep
 from servicekit.errors import problem_responses
-from servicekit.uow import DatabaseDep
+from servicekit.uow import SessionDep
 
 router = APIRouter(tags=["auth"])
 
@@ -38,9 +37,9 @@ def _tokens(pair: TokenPair) -> JSONResponse:
     summary="Sign in with phone, password (or login code) and merchant or store code",
 )
 async def login(
-    body: LoginRequest, database: DatabaseDep, identity: IdentityDep, ip: ClientIpDep
+    body: LoginRequest, session: SessionDep, identity: IdentityDep, ip: ClientIpDep
 ) -> JSONResponse:
-    pair = await committing(database, lambda s: service.login(s, identity, body, ip))
+    pair = await service.login(session, identity, body, ip)
     return _tokens(pair)
 
 
@@ -51,11 +50,9 @@ async def login(
     summary="Exchange a refresh token for new tokens (the old one is spent)",
 )
 async def refresh(
-    body: RefreshRequest, database: DatabaseDep, identity: IdentityDep, ip: ClientIpDep
+    body: RefreshRequest, session: SessionDep, identity: IdentityDep, ip: ClientIpDep
 ) -> JSONResponse:
-    pair = await committing(
-        database, lambda s: service.refresh(s, identity, body.refresh_token, ip)
-    )
+    pair = await service.refresh(session, identity, body.refresh_token, ip)
     return _tokens(pair)
 
 
@@ -64,8 +61,8 @@ async def refresh(
     status_code=204,
     summary="Sign out: revoke the refresh token and every token rotated from it",
 )
-async def logout(body: RefreshRequest, database: DatabaseDep, ip: ClientIpDep) -> Response:
-    await committing(database, lambda s: service.logout(s, body.refresh_token, ip))
+async def logout(body: RefreshRequest, session: SessionDep, ip: ClientIpDep) -> Response:
+    await service.logout(session, body.refresh_token, ip)
     return Response(status_code=204)
 
 
@@ -76,9 +73,9 @@ async def logout(body: RefreshRequest, database: DatabaseDep, ip: ClientIpDep) -
     summary="Set a new password with a password_reset code; signs out every session",
 )
 async def password_reset(
-    body: PasswordResetRequest, database: DatabaseDep, identity: IdentityDep, ip: ClientIpDep
+    body: PasswordResetRequest, session: SessionDep, identity: IdentityDep, ip: ClientIpDep
 ) -> Response:
-    await committing(database, lambda s: service.reset_password(s, identity, body, ip))
+    await service.reset_password(session, identity, body, ip)
     return Response(status_code=204)
 
 

@@ -22,7 +22,6 @@ from contracts.ids import new_id
 from identity.audit.service import record
 from identity.auth.models import LoginThrottle, RefreshToken
 from identity.auth.schemas import LoginRequest, PasswordResetRequest, TokenPair
-from identity.common.tx import FailAfterCommit
 from identity.context import Identity
 from identity.deps import store_scope
 from identity.merchants.models import Merchant
@@ -33,6 +32,7 @@ from identity.verification.schemas import Purpose
 from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
 from servicekit.auth import Principal, Role, principal_claims, sign_token
 from servicekit.errors import Locked, Problem
+from servicekit.uow import FailAfterCommit
 
 
 def invalid_credentials() -> Problem:

@@ -6,7 +6,6 @@ import uuid
 
 from fastapi import APIRouter, Depends
 
-from identity.common.tx import committing
 from identity.context import ClientIpDep, IdentityDep
 from identity.deps import ActorDep
 from identity.handover import service
@@ -18,7 +17,7 @@ from identity.handover.schemas import (
 )
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
-from servicekit.uow import DatabaseDep, SessionDep
+from servicekit.uow import SessionDep
 
 router = APIRouter(tags=["handover"], route_class=IdempotentRoute)
 
@@ -59,11 +58,11 @@ async def get_handover(handover_id: uuid.UUID, session: SessionDep, actor: Actor
 async def accept_handover(
     handover_id: uuid.UUID,
     body: HandoverAccept,
-    database: DatabaseDep,
+    session: SessionDep,
     identity: IdentityDep,
     ip: ClientIpDep,
 ) -> HandoverOut:
-    return await committing(database, lambda s: service.accept(s, identity, handover_id, body, ip))
+    return await service.accept(session, identity, handover_id, body, ip)
 
 
 @router.post(

@@ -6,14 +6,13 @@ import uuid
 
 from fastapi import APIRouter, Depends, Request
 
-from identity.common.tx import committing
 from identity.context import ClientIpDep, IdentityDep
 from identity.deps import ActorDep
 from identity.merchants import service
 from identity.merchants.schemas import MerchantOut, MerchantUpdate, SignupOut, SignupRequest
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
-from servicekit.uow import DatabaseDep, SessionDep
+from servicekit.uow import SessionDep
 
 router = APIRouter(tags=["merchants"], route_class=IdempotentRoute)
 
@@ -33,9 +32,9 @@ async def _signup_scope(request: Request) -> str:
     summary="Sign up a merchant with its first store and super admin",
 )
 async def signup(
-    body: SignupRequest, database: DatabaseDep, identity: IdentityDep, ip: ClientIpDep
+    body: SignupRequest, session: SessionDep, identity: IdentityDep, ip: ClientIpDep
 ) -> SignupOut:
-    return await committing(database, lambda s: service.signup(s, identity, body, ip))
+    return await service.signup(session, identity, body, ip)
 
 
 @router.get(

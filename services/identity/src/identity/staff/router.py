@@ -7,7 +7,6 @@ import uuid
 from fastapi import APIRouter, Depends, Response
 
 from identity.common.schemas import VersionOnly
-from identity.common.tx import committing
 from identity.context import ClientIpDep, IdentityDep
 from identity.deps import ActorDep
 from identity.staff import service
@@ -25,7 +24,7 @@ from servicekit.auth import Role
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page
-from servicekit.uow import DatabaseDep, SessionDep
+from servicekit.uow import SessionDep
 
 router = APIRouter(tags=["staff"], route_class=IdempotentRoute)
 
@@ -125,14 +124,11 @@ async def me(session: SessionDep, actor: ActorDep) -> MeOut:
 async def change_phone(
     body: PhoneChange,
     actor: ActorDep,
-    database: DatabaseDep,
+    session: SessionDep,
     identity: IdentityDep,
     ip: ClientIpDep,
 ) -> StaffOut:
-    return await committing(
-        database,
-        lambda s: service.change_phone(s, identity.settings, actor.id, body, ip),
-    )
+    return await service.change_phone(session, identity.settings, actor.id, body, ip)
 
 
 @router.post(
@@ -145,12 +141,9 @@ async def change_phone(
 async def deactivate(
     body: Deactivation,
     actor: ActorDep,
-    database: DatabaseDep,
+    session: SessionDep,
     identity: IdentityDep,
     ip: ClientIpDep,
 ) -> Response:
-    await committing(
-        database,
-        lambda s: service.deactivate_self(s, identity.settings, actor.id, body, ip),
-    )
+    await service.deactivate_self(session, identity.settings, actor.id, body, ip)
     return Response(status_code=204)

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import utcnow
-from identity.common.tx import FailAfterCommit
 from identity.config import Settings
 from identity.deps import Actor
 from identity.handover.models import Handover
@@ -28,6 +27,7 @@ from servicekit.errors import (
     TooManyRequests,
     ValidationFailed,
 )
+from servicekit.uow import FailAfterCommit
 
 #: Advisory-lock namespace serialising code requests per phone, so two concurrent requests
 #: cannot both pass the rate limit.
