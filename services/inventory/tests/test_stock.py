@@ -215,7 +215,7 @@ async def test_adjustment_needs_its_scope_and_a_reason(harness: Any) -> None:
     forbidden = await harness.client.post(
         f"/v1/stores/{store}/adjustments",
         json=body,
-        headers=harness.auth(merchant, scopes=frozenset({"inventory:write"})),
+        headers=harness.auth(merchant, scopes=frozenset({"catalog:manage"})),
     )
     assert forbidden.status_code == 403
     done = await harness.client.post(

@@ -45,7 +45,7 @@ from servicekit.testing.wait import eventually
 MIGRATIONS = Path(orders.__file__).parent / "migrations"
 KEY = generate_signing_key()
 CASHIER = frozenset({"orders:write"})
-MANAGER = frozenset({"orders:write", "orders:discount", "inventory:write", "inventory:adjust"})
+MANAGER = frozenset({"orders:write", "orders:discount", "catalog:manage", "inventory:adjust"})
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

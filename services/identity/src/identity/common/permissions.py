@@ -10,23 +10,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from contracts.permissions import ALL_SCOPES, SCOPES
 from servicekit.auth import Role
 
-SCOPES: Final[dict[str, str]] = {
-    "orders:write": "Take orders and payments at the till.",
-    "orders:discount": "Apply manual discounts and price overrides.",
-    "refunds:approve": "Approve refunds and voids.",
-    "inventory:adjust": "Receive stock, count and adjust inventory.",
-    "catalog:manage": "Edit products, prices and categories.",
-    "members:write": "Register members and change their accounts.",
-    "staff:manage": "Create and manage staff within one's own scope.",
-    "stores:manage": "Open and change stores within one's own scope.",
-    "reports:read": "Read sales and operating reports.",
-    "settings:manage": "Change merchant-wide settings, regions and the merchant profile.",
-    "audit:read": "Read the security audit log.",
-}
+__all__ = ["ALL_SCOPES", "ROLE_DEFAULT_SCOPES", "ROLE_MAX_SCOPES", "SCOPES"]
 
-ALL_SCOPES: Final = frozenset(SCOPES)
 
 ROLE_RANK: Final[dict[Role, int]] = {
     Role.CASHIER: 1,

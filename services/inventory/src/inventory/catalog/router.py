@@ -25,7 +25,7 @@ from servicekit.uow import SessionDep
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"], route_class=IdempotentRoute)
 
-CatalogWriter = Annotated[Principal, Depends(require("inventory:write"))]
+CatalogWriter = Annotated[Principal, Depends(require("catalog:manage"))]
 StoreQuery = Annotated[
     uuid.UUID | None, Query(description="Also give this store's own and effective price.")
 ]
@@ -40,7 +40,7 @@ StoreQuery = Annotated[
 async def create_product(
     body: ProductCreate, principal: CatalogWriter, session: SessionDep
 ) -> ProductOut:
-    """Add a product to the merchant's catalog (``inventory:write``)."""
+    """Add a product to the merchant's catalog (``catalog:manage``)."""
     return await service.create_product(session, principal, body)
 
 

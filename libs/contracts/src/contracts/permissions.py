@@ -1,0 +1,30 @@
+"""Permission scopes: the one list identity grants from and every service requires from.
+
+A token carries its holder's scopes (``scp``); an endpoint names the scope it needs with
+``servicekit.auth.require(...)``. ``tests/contract`` checks that every scope a service requires
+is listed here, so a typo cannot lock everyone out of an endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+SCOPES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "orders:write": "Take orders and payments at the till.",
+        "orders:discount": "Apply manual discounts and price overrides.",
+        "refunds:approve": "Approve refunds and voids.",
+        "inventory:adjust": "Receive stock, count and adjust inventory.",
+        "catalog:manage": "Edit products, prices and categories.",
+        "members:write": "Register members and change their accounts.",
+        "staff:manage": "Create and manage staff within one's own scope.",
+        "stores:manage": "Open and change stores within one's own scope.",
+        "reports:read": "Read sales and operating reports.",
+        "settings:manage": "Change merchant-wide settings, regions and the merchant profile.",
+        "audit:read": "Read the security audit log.",
+    }
+)
+
+ALL_SCOPES: Final[frozenset[str]] = frozenset(SCOPES)
