@@ -42,6 +42,9 @@ def default_procfile() -> Path:
     return find_repo_root() / "deploy" / "local" / "Procfile"
 
 
+LOCAL_ONLY_SETTINGS = {"IDENTITY_SEED_DEMO": "true", "IDENTITY_DEV_CODE_ENDPOINT": "true"}
+
+
 def child_environment(env: Mapping[str, str], stack: LocalStack) -> dict[str, str]:
     """The environment of every process ``up`` starts."""
     child = dict(env)
@@ -56,6 +59,10 @@ def child_environment(env: Mapping[str, str], stack: LocalStack) -> dict[str, st
     for service in SERVICES:
         child.setdefault(f"{service.env_prefix}_PORT", str(service.default_port))
     child.setdefault("LOG_FORMAT", "console")
+    # A laptop, not a shop: seed the demo merchant once and let verification codes be read
+    # back from identity (both off unless set, as in any real deployment).
+    for variable, value in LOCAL_ONLY_SETTINGS.items():
+        child.setdefault(variable, value)
     return child
 
 
