@@ -192,6 +192,8 @@ async def test_declined_payment_fails_and_frees_the_amount(harness: Harness) -> 
     assert response.status_code == 201
     failed = await harness.wait_status(merchant, response.json()["id"], "failed")
     assert failed["failure_reason"] == "declined"
+    assert failed["fee"] == cny(0)  # nothing captured, nothing charged
+    assert failed["net"] == cny(0)
     [event] = await harness.wait_events(failed["id"], 1)
     assert event["type"] == "payments.payment.failed"
     assert event["payload"]["reason"] == "declined"

@@ -72,7 +72,8 @@ class PaymentOut(BaseModel):
             change=money(p.change_amount) if p.change_amount is not None else None,
             fee_rate_bps=p.fee_rate_bps,
             fee=money(p.fee_amount),
-            net=money(p.amount - p.fee_amount),
+            # What settles to the merchant: nothing for a payment that captured nothing.
+            net=money(0 if p.status == "failed" else p.amount - p.fee_amount),
             refunded=money(p.refunded_amount),
             fee_refunded=money(p.fee_refunded_amount),
             settlement_account_id=p.settlement_account_id,

@@ -225,6 +225,8 @@ async def mark_failed(session: AsyncSession, payment: Payment, reason: str) -> N
     payment.status = "failed"
     payment.completed_at = datetime.now(UTC)
     payment.failure_reason = reason
+    # Nothing was captured, so nothing is charged: the fee quoted at creation lapses.
+    payment.fee_amount = 0
     await session.flush()
     event = PaymentFailed(
         payment_id=payment.id,
