@@ -51,6 +51,14 @@ inbox_table = sa.table(
 )
 
 
+# Built once; executed with the batch's rows (one multi-row INSERT ... RETURNING).
+_CLAIM = (
+    pg.insert(inbox_table)
+    .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    .returning(inbox_table.c.event_id)
+)
+
+
 class HandlerRegistry:
     """Handlers of one consumer, by event type.
 
@@ -183,17 +191,17 @@ class EventConsumer:
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and apply one batch; return how many messages were handled."""
         batch = await self.transport.fetch(timeout_ms, self.max_records)
-        handled = 0
+        offsets: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
             if not messages:
                 continue
             await self._apply_partition_batch(tp, messages)
-            # The offset moves only after the effects are committed.
-            await self.transport.commit({tp: messages[-1].offset + 1})
-            handled += len(messages)
-        if handled:
+            offsets[tp] = messages[-1].offset + 1
+        if offsets:
+            # The offsets move only after the effects are committed (one request for all).
+            await self.transport.commit(offsets)
             await self._record_lag()
-        return handled
+        return sum(len(m) for m in batch.values())
 
     async def _record_lag(self) -> None:
         with contextlib.suppress(Exception):
@@ -299,13 +307,7 @@ class EventConsumer:
         ]
         if not rows:
             return set()
-        stmt = (
-            pg.insert(inbox_table)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
-            .returning(inbox_table.c.event_id)
-        )
-        return {r[0] for r in await session.execute(stmt)}
+        return {r[0] for r in await session.execute(_CLAIM, rows)}
 
     async def _call(self, handler: Handler, session: AsyncSession, item: _Decoded) -> None:
         assert item.event is not None

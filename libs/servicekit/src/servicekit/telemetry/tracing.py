@@ -14,6 +14,7 @@ by default the global one is used.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -117,7 +118,9 @@ def setup_tracing(service_name: str, otlp_endpoint: str | None = None) -> Tracer
         return _provider
 
 
+@functools.lru_cache(maxsize=32)
 def _tracer(tracer_provider: trace.TracerProvider | None) -> trace.Tracer:
+    # Looked up once per provider: the relay and consumers open a span per message.
     return trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
 
 
