@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from fastapi import FastAPI
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -31,7 +32,16 @@ from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,10 +83,47 @@ def _exporting_processor(endpoint: str) -> BatchSpanProcessor:
     return BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint)))
 
 
+class _RecordWhileExporting(Sampler):
+    """Record spans only while some exporter will receive them.
+
+    Without an exporter a recorded span is built and thrown away; a dropped one still gets its
+    trace and span ids, which logs and outbox rows carry on. An exporter added later (another
+    app in the process naming an endpoint) turns recording on.
+    """
+
+    _record = ParentBased(ALWAYS_ON)
+
+    def __init__(self) -> None:
+        self.exporting = False
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if self.exporting:
+            return self._record.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "RecordWhileExporting"
+
+
 def _build_provider(service_name: str, otlp_endpoint: str | None) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    sampler = _RecordWhileExporting()
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}), sampler=sampler
+    )
     if otlp_endpoint:
         provider.add_span_processor(_exporting_processor(otlp_endpoint))
+        sampler.exporting = True
     return provider
 
 
@@ -85,6 +132,8 @@ def _export_global_to(provider: TracerProvider, endpoint: str) -> None:
     if url not in _exporting_to:
         provider.add_span_processor(_exporting_processor(url))
         _exporting_to.add(url)
+        if isinstance(provider.sampler, _RecordWhileExporting):
+            provider.sampler.exporting = True
 
 
 def setup_tracing(service_name: str, otlp_endpoint: str | None = None) -> TracerProvider:
