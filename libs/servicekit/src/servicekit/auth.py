@@ -311,7 +311,7 @@ def principal_claims(
 
 
 class _InvalidToken(Exception):
-    pass
+    """Any reason a token is refused; turned into one 401 so the reason is never disclosed."""
 
 
 def _b64url_json(segment: str) -> Any:
