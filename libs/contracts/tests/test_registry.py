@@ -147,7 +147,7 @@ def test_models_that_forbid_extra_fields_are_refused(registry: EventRegistry) ->
 
 def test_only_pydantic_models_can_register(registry: EventRegistry) -> None:
     class NotAModel:
-        pass
+        """A plain class, not a pydantic model."""
 
     with pytest.raises(TypeError, match="pydantic model"):
         registry.event(type="orders.order.placed")(NotAModel)  # type: ignore[type-var]

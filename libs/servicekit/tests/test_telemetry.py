@@ -266,8 +266,8 @@ def _local_http_server() -> Iterator[tuple[str, list[Received]]]:
 def test_otlp_exporter_posts_spans_to_the_collector() -> None:
     with _local_http_server() as (base_url, received):
         provider = tracing_module._build_provider("payments", base_url + "/")
-        with provider.get_tracer("test").start_as_current_span("charge"):
-            pass
+        with provider.get_tracer("test").start_as_current_span("charge") as span:
+            span.set_attribute("payment.method", "cash")
         assert provider.force_flush(timeout_millis=10_000)
         provider.shutdown()
     (export,) = received

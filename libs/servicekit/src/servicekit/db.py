@@ -7,6 +7,7 @@ handler returns and rolls back when it raises. Repositories and services take th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,11 +85,10 @@ async def ensure_database(url: str, *, attempts: int = 60, delay: float = 0.5) -
         try:
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if not exists:
-                try:
+                # Another replica may create it between the check and here: that is fine.
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                     await conn.execute(f'CREATE DATABASE "{name}"')
                     log.info("created database %s", name)
-                except asyncpg.DuplicateDatabaseError:
-                    pass  # another replica created it first
             return
         finally:
             await conn.close()

@@ -8,6 +8,7 @@ directory.
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import os
 import signal
@@ -232,14 +233,14 @@ class Foreground:
         return self._proc
 
 
-class ManagedServer:
+class ManagedServer(abc.ABC):
     """``with server:`` starts it and stops it, whatever happens in between."""
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         self.start()

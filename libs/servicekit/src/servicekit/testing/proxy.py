@@ -58,8 +58,8 @@ class TcpProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
+        except OSError:
+            return  # either side hung up (or was cut): this direction is done
         finally:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
