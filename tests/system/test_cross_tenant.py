@@ -3,9 +3,10 @@
 Merchant A sets up a store with a catalog, stock, a member, an order, a cash payment, a
 settlement account, a region and staff. Merchant B's HQ admin, store manager and cashier then
 call every route of every service's OpenAPI that takes an id in its path, with A's ids filled
-in and a body built from the route's request schema naming B's own things: no write may succeed
-(2xx), no read may show any of A's ids, and nothing may fail with a 5xx. Every list route is called with A's ids as filters: none may show any of A's ids.
-Within merchant A, a cashier bound to the first store gets nothing of a second store's data.
+in and a body built from the route's request schema naming B's own things: no write may
+succeed (2xx), no read may show any of A's ids, and nothing may fail with a 5xx. Every list
+route is called with A's ids as filters: none may show any of A's ids. Within merchant A, a
+cashier bound to the first store gets nothing of a second store's data.
 
 The routes come from the services' own OpenAPI documents, so a new route is walked without
 anyone adding it here.
