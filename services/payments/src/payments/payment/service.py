@@ -78,9 +78,10 @@ _ID_NAMESPACE = uuid.UUID("6f1d7c52-3b1e-4c8e-9a55-0c6d2f1b9e41")
 
 
 def derived_id(principal: Principal, key: str, purpose: str, *parts: str) -> uuid.UUID:
-    """The id of what a request with ``key`` creates: the same for every retry of it by the
-    same caller, different for every other caller, key or purpose."""
-    name = "\x1f".join((purpose, str(principal.merchant_id), str(principal.subject), key, *parts))
+    """The id of what a request with ``key`` creates: the same for every retry of it within
+    the caller's merchant (a till's retry may come with a fresh token, or from a colleague
+    finishing the sale), different for every other merchant, key or purpose."""
+    name = "\x1f".join((purpose, str(principal.merchant_id), key, *parts))
     return uuid.uuid5(_ID_NAMESPACE, name)
 
 
