@@ -395,7 +395,11 @@ async def carry_out(database: Database, providers: Providers, refund_id: uuid.UU
         assert payment is not None
     if refund.status != "pending":
         return refund
-    result = await ask_provider(providers, payment, refund)
+    if payment.provider == CASH:
+        # Cash taken for an order that was cancelled meanwhile: the till hands it back.
+        result = ProviderRefundResult(status="succeeded")
+    else:
+        result = await ask_provider(providers, payment, refund)
     async with database.transaction() as session:
         return await apply_result(session, refund_id, result)
 
