@@ -407,11 +407,12 @@ async def apply_result(
     )
     if payment is None:
         raise NotFound("Payment not found.", code="payment_not_found")
-    if payment.status == "pending":
-        if result.provider_reference is not None:
-            payment.provider_reference = result.provider_reference
-        if result.qr_code is not None:
-            payment.qr_code = result.qr_code
+    # A notification may have settled the payment before this answer came back; the QR code
+    # and reference it carries are still the payment's.
+    if payment.provider_reference is None and result.provider_reference is not None:
+        payment.provider_reference = result.provider_reference
+    if payment.qr_code is None and result.qr_code is not None:
+        payment.qr_code = result.qr_code
     refunds: list[uuid.UUID] = []
     if result.status == "succeeded":
         refunds = await apply_capture(session, payment, result.provider_reference)

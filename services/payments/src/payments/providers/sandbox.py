@@ -151,6 +151,10 @@ class SandboxProvider:
             self.transactions[payment.payment_id] = existing
             if outcome in ("succeed", "decline"):
                 self._spawn(self._notify_later(existing))
+        elif existing.reason == "closed":
+            return ProviderResult(
+                status="failed", provider_reference=existing.reference, reason="closed"
+            )
         return ProviderResult(
             status="pending",
             provider_reference=existing.reference,
