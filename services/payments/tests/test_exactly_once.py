@@ -629,3 +629,36 @@ async def test_returned_goods_are_checked_against_the_order(harness: Harness) ->
     assert last.status_code == 201, last.text
     nothing_left = await refund("r8", [{"product_id": str(tea), "quantity": 1}])
     assert nothing_left.json()["code"] == "returned_quantity_exceeds_sold"
+
+
+async def _forget_stored_answers(harness: Harness, key: str) -> None:
+    """What a crash between the business commit and the stored answer leaves behind."""
+    async with harness.app.state.database.transaction() as session:
+        await session.execute(sa.text("DELETE FROM idempotency_keys WHERE key = :k"), {"k": key})
+
+
+async def test_a_retry_whose_first_answer_was_lost_gets_the_same_payment_and_refund(
+    harness: Harness,
+) -> None:
+    merchant = new_id()
+    order_id, _ = await harness.place_order(merchant, 1000)
+    body = {"order_id": str(order_id), "method": "cash", "amount": cny(1000)}
+    first = await harness.pay(merchant, body, key="till-3-0042")
+    assert first.status_code == 201
+    await _forget_stored_answers(harness, "till-3-0042")
+
+    retry = await harness.pay(merchant, body, key="till-3-0042")
+
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["id"] == first.json()["id"]
+    assert len(await _payments_of(harness, order_id)) == 1
+
+    url = f"/v1/payments/{first.json()['id']}/refunds"
+    headers = {"Idempotency-Key": "refund-3-0042", **harness.token(merchant)}
+    refund = await harness.client.post(url, json={"amount": cny(400)}, headers=headers)
+    assert refund.status_code == 201
+    await _forget_stored_answers(harness, "refund-3-0042")
+    again = await harness.client.post(url, json={"amount": cny(400)}, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == refund.json()["id"]
+    assert (await harness.get(merchant, first.json()["id"]))["refunded"] == cny(400)
