@@ -116,12 +116,15 @@ async def reconcile_pending(
         else:
             report.still_pending += 1
     for payment_id in kept:
-        async with database.transaction() as session:
-            payment = await _lock_if(session, payment_id, ("succeeded", "partially_refunded"))
-            if payment is not None and await refunds.open_automatic(
-                session, payment, ORDER_CANCELLED
-            ):
-                report.refunds_opened += 1
+        try:
+            async with database.transaction() as session:
+                payment = await _lock_if(session, payment_id, ("succeeded", "partially_refunded"))
+                if payment is not None and await refunds.open_automatic(
+                    session, payment, ORDER_CANCELLED
+                ):
+                    report.refunds_opened += 1
+        except Exception as exc:
+            log.warning("could not open the refund of payment %s: %s", payment_id, exc)
     async with database.transaction() as session:
         due = list(
             await session.scalars(
