@@ -431,9 +431,13 @@ async def running_system(
             settings(MembersSettings, "members"), token_verifier=verifier()
         )
         payments_app = create_payments(
-            settings(PaymentsSettings, "payments", sandbox_notify_delay=0.05),
+            settings(
+                PaymentsSettings, "payments", sandbox_notify_delay=0.05, orders_url="http://orders"
+            ),
             token_verifier=verifier(),
             sandbox_notifier=_notifier(holder),
+            # A payment that outruns the orders events reads its order through from orders.
+            orders_transport=httpx.ASGITransport(app=orders_app),
         )
         system = System(
             identity=identity,

@@ -4,6 +4,7 @@ sandbox notifying straight into the app, and tokens for any merchant and scopes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -52,22 +53,124 @@ def bearer(
     return bearer_headers(key, merchant_id, scopes=scopes, store_ids=store_ids)
 
 
-async def replica_state(app: FastAPI, order_id: uuid.UUID) -> str | None:
+async def replica_state(
+    app: FastAPI, order_id: uuid.UUID, merchant_id: uuid.UUID | None = None
+) -> str | None:
     async with app.state.database.transaction() as session:
         state: str | None = await session.scalar(
-            sa.text("SELECT state FROM order_replicas WHERE order_id = :id"), {"id": order_id}
+            sa.text(
+                "SELECT state FROM order_replicas WHERE order_id = :id"
+                " AND (CAST(:m AS uuid) IS NULL OR merchant_id = :m)"
+            ),
+            {"id": order_id, "m": merchant_id},
         )
         return state
 
 
+def _token_merchant(authorization: str | None) -> str | None:
+    """The merchant claim of a bearer token, unverified: the fake trusts the test's tokens."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    payload = authorization.removeprefix("Bearer ").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    merchant = claims.get("mid")
+    return str(merchant) if merchant else None
+
+
+class FakeOrders:
+    """The orders service's ``GET /v1/orders/{id}`` as an httpx transport: answers the orders
+    of the caller's merchant, 404 for others, or fails to connect while ``down``."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, str], dict[str, Any]] = {}
+        self.down = False
+        self.requests: list[httpx.Request] = []
+        self.transport = httpx.MockTransport(self._handle)
+
+    def add(
+        self,
+        merchant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        store_id: uuid.UUID,
+        total: int,
+        *,
+        status: str = "placed",
+        lines: list[tuple[uuid.UUID, int]] | None = None,
+    ) -> None:
+        self.orders[(str(merchant_id), str(order_id))] = {
+            "id": str(order_id),
+            "store_id": str(store_id),
+            "member_id": None,
+            "status": status,
+            "total": {"amount": total, "currency": "CNY"},
+            "lines": [
+                {"product_id": str(product), "quantity": quantity}
+                for product, quantity in (lines or [(new_id(), 1)])
+            ],
+        }
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.down:
+            raise httpx.ConnectError("orders is down", request=request)
+        merchant = _token_merchant(request.headers.get("Authorization"))
+        if merchant is None:
+            return httpx.Response(401, json={"code": "unauthorized"})
+        order_id = request.url.path.rsplit("/", 1)[-1]
+        body = self.orders.get((merchant, order_id))
+        if body is None:
+            return httpx.Response(404, json={"code": "order_not_found"})
+        return httpx.Response(200, json=body)
+
+
+def placed_event(
+    order_id: uuid.UUID,
+    store: uuid.UUID,
+    total: int,
+    lines: list[tuple[uuid.UUID, int]] | None = None,
+) -> OrderPlaced:
+    specs = lines or [(new_id(), 1)]
+    order_lines = []
+    for index, (product, quantity) in enumerate(specs):
+        # The whole total on the first line keeps the arithmetic trivially consistent.
+        amount = total if index == 0 else 0
+        order_lines.append(
+            OrderLine(
+                line_id=new_id(),
+                product_id=product,
+                name="Noodles",
+                quantity=quantity,
+                unit_price=Money.of(amount // quantity, "CNY"),
+                discount=Money.zero("CNY"),
+                total=Money.of(amount, "CNY"),
+            )
+        )
+    return OrderPlaced(
+        order_id=order_id,
+        store_id=store,
+        channel="pos",
+        lines=order_lines,
+        subtotal=Money.of(total, "CNY"),
+        discount_total=Money.zero("CNY"),
+        total=Money.of(total, "CNY"),
+        placed_at=datetime.now(UTC),
+    )
+
+
 class Harness:
     def __init__(
-        self, app: FastAPI, bus: InMemoryBus, client: httpx.AsyncClient, key: SigningKey
+        self,
+        app: FastAPI,
+        bus: InMemoryBus,
+        client: httpx.AsyncClient,
+        key: SigningKey,
+        orders: FakeOrders,
     ) -> None:
         self.app = app
         self.bus = bus
         self.client = client
         self.key = key
+        self.orders = orders
 
     @property
     def sandbox(self) -> SandboxProvider:
@@ -97,35 +200,41 @@ class Harness:
             ]
         )
 
-    async def replica_state(self, order_id: uuid.UUID) -> str | None:
-        return await replica_state(self.app, order_id)
+    async def replica_state(
+        self, order_id: uuid.UUID, merchant_id: uuid.UUID | None = None
+    ) -> str | None:
+        return await replica_state(self.app, order_id, merchant_id)
 
     async def place_order(
-        self, merchant_id: uuid.UUID, total: int, store_id: uuid.UUID | None = None
+        self,
+        merchant_id: uuid.UUID,
+        total: int,
+        store_id: uuid.UUID | None = None,
+        *,
+        order_id: uuid.UUID | None = None,
+        lines: list[tuple[uuid.UUID, int]] | None = None,
+        wait: bool = True,
     ) -> tuple[uuid.UUID, uuid.UUID]:
-        order_id, store = new_id(), store_id or new_id()
-        line = OrderLine(
-            line_id=new_id(),
-            product_id=new_id(),
-            name="Noodles",
-            quantity=1,
-            unit_price=Money.of(total, "CNY"),
-            discount=Money.zero("CNY"),
-            total=Money.of(total, "CNY"),
-        )
-        placed = OrderPlaced(
-            order_id=order_id,
-            store_id=store,
-            channel="pos",
-            lines=[line],
-            subtotal=Money.of(total, "CNY"),
-            discount_total=Money.zero("CNY"),
-            total=Money.of(total, "CNY"),
-            placed_at=datetime.now(UTC),
-        )
+        order_id, store = order_id or new_id(), store_id or new_id()
+        placed = placed_event(order_id, store, total, lines)
         await self.publish(placed, merchant_id, order_id)
-        await eventually(lambda: self.replica_state(order_id))
+        if wait:
+            await eventually(lambda: self.replica_state(order_id, merchant_id))
         return order_id, store
+
+    async def wait_inbox(self, event_count: int) -> None:
+        """Wait until the replica consumer has applied ``event_count`` events in all."""
+
+        async def applied() -> bool:
+            async with self.app.state.database.transaction() as session:
+                count = await session.scalar(sa.text("SELECT count(*) FROM inbox"))
+            return int(count or 0) >= event_count
+
+        await eventually(applied)
+
+    async def inbox_count(self) -> int:
+        async with self.app.state.database.transaction() as session:
+            return int(await session.scalar(sa.text("SELECT count(*) FROM inbox")) or 0)
 
     async def cancel_order(
         self, merchant_id: uuid.UUID, order_id: uuid.UUID, store_id: uuid.UUID
@@ -217,6 +326,7 @@ async def harness(payments_url: str) -> AsyncIterator[Harness]:
         outbox_poll_interval=0.05,
         sandbox_notify_delay=0.01,
         run_reconciler=False,
+        order_wait_seconds=0.2,
         db_pool_size=5,
     )
     bus = InMemoryBus()
@@ -224,9 +334,16 @@ async def harness(payments_url: str) -> AsyncIterator[Harness]:
     verifier = TokenVerifier(
         StaticKeySource(public_jwks([key_holder])), issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE
     )
-    app = create_app(settings, bus=bus, token_verifier=verifier, sandbox_notifier=notifier)
+    orders = FakeOrders()
+    app = create_app(
+        settings,
+        bus=bus,
+        token_verifier=verifier,
+        sandbox_notifier=notifier,
+        orders_transport=orders.transport,
+    )
     holder["app"] = app
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Harness(app, bus, client, key_holder)
+            yield Harness(app, bus, client, key_holder, orders)

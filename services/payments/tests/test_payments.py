@@ -324,14 +324,14 @@ async def test_partial_then_full_refund_and_over_refund(harness: Harness) -> Non
     await harness.client.put(
         "/v1/settlement/config", json={"fee_rate_bps": 60}, headers=harness.token(merchant)
     )
-    order_id, _ = await harness.place_order(merchant, 1000)
+    product = str(new_id())
+    order_id, _ = await harness.place_order(merchant, 1000, lines=[(uuid.UUID(product), 2)])
     created = await harness.pay(
         merchant, {"order_id": str(order_id), "method": "alipay", "amount": cny(1000)}
     )
     payment_id = created.json()["id"]
     assert created.json()["fee"] == cny(6)
     await harness.wait_status(merchant, payment_id, "succeeded")
-    product = str(new_id())
     refunds = f"/v1/payments/{payment_id}/refunds"
 
     def headers(key: str) -> dict[str, str]:

@@ -39,3 +39,9 @@ class Settings(ServiceSettings):
     #: Pause between two passes of the background reconciler.
     reconcile_interval_seconds: float = 10.0
     run_reconciler: bool = True
+    #: The orders service, asked for an order a payment outruns the orders events for.
+    orders_url: str = "http://127.0.0.1:8102"
+    #: How long the orders service may take to answer such a read-through.
+    orders_timeout_seconds: float = Field(default=2.0, gt=0)
+    #: How long a payment waits for the order replica when orders cannot be asked.
+    order_wait_seconds: float = Field(default=1.0, ge=0)

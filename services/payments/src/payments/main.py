@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import httpx
 from fastapi import FastAPI
 
 from payments.config import Settings
@@ -16,6 +17,7 @@ from payments.providers import Providers
 from payments.providers.base import PaymentProvider
 from payments.providers.sandbox import Notifier, SandboxProvider, http_notifier
 from payments.replica.handlers import handlers as replica_handlers
+from payments.replica.read_through import OrdersClient
 from payments.settlement.router import router as settlement_router
 from servicekit.app import Runtime
 from servicekit.app import create_app as build_app
@@ -32,10 +34,15 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
     sandbox_notifier: Notifier | None = None,
     providers: Mapping[str, PaymentProvider] | None = None,
+    orders_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """``sandbox_notifier`` replaces the sandbox's HTTP callback (tests deliver straight into
-    the app); ``providers`` adds or replaces provider adapters by name."""
+    the app); ``providers`` adds or replaces provider adapters by name; ``orders_transport``
+    replaces the network to the orders service (tests)."""
     config = settings or Settings()
+    orders_client = OrdersClient(
+        config.orders_url, timeout=config.orders_timeout_seconds, transport=orders_transport
+    )
     sandbox = SandboxProvider(
         secret=config.sandbox_secret,
         notifier=sandbox_notifier or http_notifier(config.public_url),
@@ -62,6 +69,7 @@ def create_app(
         if isinstance(reconciler, Reconciler):
             await reconciler.stop()
         await sandbox.close()
+        await orders_client.close()
 
     app = build_app(
         config,
@@ -76,4 +84,5 @@ def create_app(
     )
     app.state.providers = registry
     app.state.sandbox = sandbox
+    app.state.orders_client = orders_client
     return app

@@ -26,20 +26,33 @@ platform_tables = define_platform_tables(Base.metadata)
 _now = sa.func.now()
 
 
+#: How far an order has gone: a replica row only ever moves to a higher rank, so a late,
+#: repeated or replayed event can never take it back (``paid`` never reopens, a ``cancelled``
+#: tombstone stays cancelled).
+STATE_RANK: dict[str, int] = {"open": 1, "paid": 2, "cancelled": 3}
+
+
 class OrderReplica(Base):
-    """What payments knows of an order, fed by the orders events, so that a payment can be
-    accepted while orders is down."""
+    """What payments knows of an order, fed by the orders events (or read through from orders
+    when a payment outruns them), so that a payment can be accepted while orders is down.
+
+    Keyed by (merchant, order): order ids are chosen by clients and unique per merchant only.
+    A ``cancelled`` that arrives before its ``placed`` leaves a tombstone without amounts."""
 
     __tablename__ = "order_replicas"
 
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), index=True)
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     member_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
-    total_amount: Mapped[int] = mapped_column(sa.BigInteger)
-    currency: Mapped[str] = mapped_column(sa.String(3))
+    total_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
     #: open, paid or cancelled.
     state: Mapped[str] = mapped_column(sa.Text)
+    #: :data:`STATE_RANK` of ``state``.
+    state_rank: Mapped[int] = mapped_column(sa.SmallInteger)
+    #: The order's lines as ``[{"product_id": ..., "quantity": ...}]``: what may come back.
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(pg.JSONB)
     updated_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=_now, onupdate=_now
     )
@@ -131,6 +144,9 @@ class Payment(Base):
 
 
 class Refund(Base):
+    """Money going back. Its id is the provider's idempotency key: it comes from the client or
+    is derived from the Idempotency-Key, so a retried request maps onto the same row."""
+
     __tablename__ = "refunds"
 
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True, default=new_id)
@@ -143,13 +159,21 @@ class Refund(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     fee_refunded_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    #: pending (the provider is being asked), succeeded or failed.
     status: Mapped[str] = mapped_column(sa.Text)
     provider_reference: Mapped[str | None] = mapped_column(sa.Text)
     reason: Mapped[str | None] = mapped_column(sa.Text)
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     returned_lines: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB, default=list)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
 
-    __table_args__ = (sa.CheckConstraint("amount > 0", name="ck_refunds_amount_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("amount > 0", name="ck_refunds_amount_positive"),
+        sa.Index("ix_refunds_order", "merchant_id", "order_id"),
+        sa.Index(
+            "ix_refunds_pending", "created_at", postgresql_where=sa.text("status = 'pending'")
+        ),
+    )
 
 
 class ProviderNotification(Base):

@@ -38,7 +38,11 @@ class PaymentFailed(EventPayload):
 
 @event(type="payments.payment.refunded", version=1)
 class PaymentRefunded(EventPayload):
-    """Money returned to the original route; ``returned_lines`` name the goods brought back."""
+    """Money returned to the original route; ``returned_lines`` name the goods brought back.
+
+    ``reason`` is the refunder's note, or for a refund payments made by itself
+    ``order_cancelled`` (money captured for a cancelled order) or ``late_capture`` (money
+    captured after the payment had failed)."""
 
     refund_id: UUID
     payment_id: UUID
@@ -48,3 +52,4 @@ class PaymentRefunded(EventPayload):
     amount: Money
     fee_refunded: Money
     returned_lines: list[ReturnedLine] = Field(default_factory=list)
+    reason: str | None = None

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 
-from payments.deps import ProvidersDep, SettingsDep
+from payments.deps import OrderSourceDep, ProvidersDep, SettingsDep
 from payments.models import Payment
-from payments.payment import service
+from payments.payment import refunds, service
 from payments.payment.schemas import (
     NotificationAck,
     PaymentCreate,
@@ -24,31 +24,48 @@ from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import Problem, problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
-from servicekit.uow import SessionDep
+from servicekit.uow import DatabaseDep, SessionDep
 
 router = APIRouter(route_class=IdempotentRoute, tags=["payments"])
 
 TakePayments = Annotated[Principal, Depends(require("orders:write"))]
 ApproveRefunds = Annotated[Principal, Depends(require("refunds:approve"))]
+# Required by the Idempotency dependency before the route runs; read here because the ids of
+# what a request creates are derived from it, so a retry finds what the first attempt made.
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", include_in_schema=False)]
 
 
 @router.post(
     "/v1/payments",
     status_code=201,
     dependencies=[Depends(Idempotency(required=True))],
-    responses=problem_responses(400, 401, 403, 404, 409, 422, 502),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 502, 503),
     summary="Take a payment for an order",
 )
 async def create_payment(
     body: PaymentCreate,
     session: SessionDep,
+    database: DatabaseDep,
     principal: TakePayments,
     providers: ProvidersDep,
     settings: SettingsDep,
+    orders: OrderSourceDep,
+    key: IdempotencyKey,
+    background: BackgroundTasks,
 ) -> PaymentOut:
-    payment = await service.create_payment(
-        session, principal, body, providers=providers, settings=settings
+    payment, opened = await service.create_payment(
+        database,
+        session,
+        principal,
+        body,
+        idempotency_key=key,
+        providers=providers,
+        settings=settings,
+        orders=orders,
     )
+    if opened:
+        # Runs after the response, hence after this request's transaction committed.
+        background.add_task(refunds.carry_out_quietly, database, providers, opened)
     return PaymentOut.of(payment)
 
 
@@ -80,17 +97,29 @@ async def list_payments(
     "/v1/payments/{payment_id}/refunds",
     status_code=201,
     dependencies=[Depends(Idempotency(required=True))],
-    responses=problem_responses(400, 401, 403, 404, 409, 422, 502),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 502, 503),
     summary="Refund a payment (in full or in part) to its original route",
 )
 async def refund_payment(
     payment_id: uuid.UUID,
     body: RefundCreate,
     session: SessionDep,
+    database: DatabaseDep,
     principal: ApproveRefunds,
     providers: ProvidersDep,
+    orders: OrderSourceDep,
+    key: IdempotencyKey,
 ) -> RefundOut:
-    refund = await service.refund_payment(session, principal, payment_id, body, providers=providers)
+    refund = await refunds.refund_payment(
+        database,
+        session,
+        principal,
+        payment_id,
+        body,
+        idempotency_key=key,
+        providers=providers,
+        orders=orders,
+    )
     return RefundOut.of(refund)
 
 
@@ -103,7 +132,7 @@ async def list_refunds(
     payment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> list[RefundOut]:
     payment = await service.get_payment(session, principal, payment_id)
-    return [RefundOut.of(r) for r in await service.list_refunds(session, payment)]
+    return [RefundOut.of(r) for r in await refunds.list_refunds(session, payment)]
 
 
 @router.post(
@@ -113,7 +142,12 @@ async def list_refunds(
     tags=["providers"],
 )
 async def provider_notification(
-    provider: str, request: Request, session: SessionDep, providers: ProvidersDep
+    provider: str,
+    request: Request,
+    session: SessionDep,
+    database: DatabaseDep,
+    providers: ProvidersDep,
+    background: BackgroundTasks,
 ) -> NotificationAck:
     adapter = providers.named(provider)
     raw = await request.body()
@@ -121,5 +155,9 @@ async def provider_notification(
         notification = adapter.parse_notification(raw, request.headers, now=datetime.now(UTC))
     except NotificationRejected as exc:
         raise Problem(exc.status, exc.code, exc.detail) from None
-    result = await service.apply_notification(session, adapter.name, notification)
+    result, opened = await service.apply_notification(session, adapter.name, notification)
+    if opened:
+        # Money the order cannot take goes back once this transaction committed; if this
+        # process dies first, the reconciler carries the pending refund out.
+        background.add_task(refunds.carry_out_quietly, database, providers, opened)
     return NotificationAck(result=result)

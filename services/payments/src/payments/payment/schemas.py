@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from contracts.events.orders import ReturnedLine
 from contracts.money import Money
@@ -85,11 +85,29 @@ class PaymentOut(BaseModel):
         )
 
 
+class ReturnedLineIn(BaseModel):
+    """Goods brought back: a product of the order and how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Annotated[int, Strict(), Field(gt=0, le=100_000)]
+
+
 class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    refund_id: uuid.UUID | None = Field(
+        default=None,
+        description="Client-generated id of the refund; without it the id is derived from the "
+        "Idempotency-Key. Either way a retried request refunds once.",
+    )
     amount: Money
-    returned_lines: list[ReturnedLine] = Field(default_factory=list)
+    returned_lines: Annotated[list[ReturnedLineIn], Field(max_length=500)] = Field(
+        default_factory=list,
+        description="Goods brought back: only products of the order, at most what was sold "
+        "minus what earlier refunds brought back.",
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -98,11 +116,14 @@ class RefundOut(BaseModel):
     payment_id: uuid.UUID
     order_id: uuid.UUID
     store_id: uuid.UUID
-    status: Literal["succeeded"]
+    #: ``pending`` while the provider is being asked (settled automatically), then
+    #: ``succeeded`` or ``failed`` (the provider refused; nothing went back).
+    status: Literal["pending", "succeeded", "failed"]
     amount: Money
     fee_refunded: Money
     provider_reference: str | None
     reason: str | None
+    failure_reason: str | None
     returned_lines: list[ReturnedLine]
     created_at: datetime
 
@@ -113,11 +134,12 @@ class RefundOut(BaseModel):
             payment_id=r.payment_id,
             order_id=r.order_id,
             store_id=r.store_id,
-            status="succeeded",
+            status=r.status,
             amount=Money.of(r.amount, r.currency),
             fee_refunded=Money.of(r.fee_refunded_amount, r.currency),
             provider_reference=r.provider_reference,
             reason=r.reason,
+            failure_reason=r.failure_reason,
             returned_lines=[ReturnedLine.model_validate(line) for line in r.returned_lines],
             created_at=r.created_at,
         )

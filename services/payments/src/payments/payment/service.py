@@ -1,51 +1,88 @@
-"""Taking payments, settling them from provider answers, and refunding them.
+"""Taking payments and settling them from provider answers.
 
-Every change of a payment's state writes its event to the outbox in the same transaction.
-The order replica row is locked (``FOR UPDATE``) while a payment is taken, so two tills paying
-the same order at once cannot together exceed what is outstanding.
+A provider is never called inside a database transaction, and no row lock is held meanwhile.
+Taking a provider payment is three steps, each idempotent, so a retry (or a crash at any
+point) resumes instead of repeating:
+
+1. *open*: in a short transaction of its own, the order replica row is locked (``FOR UPDATE``),
+   what is outstanding is checked (pending payments count) and the payment is inserted as
+   ``pending``, then committed and the lock released. Two tills paying the same order at once
+   are therefore serialized on the replica row and can never exceed the order's total.
+2. *ask*: the provider is called with no transaction open. The payment's id is its idempotency
+   key at the provider; the id is derived from the caller's ``Idempotency-Key``, so a retried
+   request finds the same row and asks the provider again for the same payment.
+3. *apply*: the answer is applied in the request's own transaction, only if the payment is
+   still pending (a notification or the reconciler may have settled it first).
+
+A provider error leaves the committed pending row as it is (the provider may hold the
+payment) and answers 502, which is never stored as the idempotent answer: a retry with the
+same key resumes at step 2, and if nobody retries the reconciler settles the payment.
+
+Cash never meets a provider: it is taken in one transaction.
+
+Money captured for an order that cannot take it (a cancelled order, a payment that had
+already failed) is refunded automatically: see :func:`apply_capture` and
+:mod:`payments.payment.refunds`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import EventEnvelope
-from contracts.events.orders import ReturnedLine
-from contracts.events.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
-from contracts.ids import new_id
 from contracts.money import Money
-from contracts.registry import make_envelope
 from payments.config import Settings
-from payments.models import OrderReplica, Payment, ProviderNotification, Refund
-from payments.payment.schemas import PaymentCreate, RefundCreate
+from payments.models import OrderReplica, Payment, ProviderNotification, SettlementAccount
+from payments.payment import events
+from payments.payment.schemas import PaymentCreate
 from payments.providers import Providers
-from payments.providers.base import Notification, ProviderPayment, ProviderRefund
+from payments.providers.base import (
+    Notification,
+    PaymentProvider,
+    ProviderPayment,
+    ProviderResult,
+)
 from payments.providers.sandbox import NAME as SANDBOX
 from payments.providers.sandbox import parse_instructions
+from payments.replica import service as replica
+from payments.replica.read_through import OrdersClient, wait_briefly
 from payments.settlement import service as settlement
 from servicekit.auth import Principal, scoped
+from servicekit.db import Database
 from servicekit.errors import (
     FieldError,
     IllegalState,
     NotFound,
     Problem,
+    ServiceUnavailable,
     ValidationFailed,
 )
-from servicekit.outbox import add_event
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "payments"
 CASH = "cash"
+#: Reasons of a payment that failed, or of a refund payments made by itself.
+ORDER_CANCELLED = "order_cancelled"
+LATE_CAPTURE = "late_capture"
 #: A payment still counts against the order's outstanding amount in these states.
 _COUNTING = ("pending", "succeeded", "partially_refunded", "refunded")
-_REFUNDABLE = ("succeeded", "partially_refunded")
+
+_ID_NAMESPACE = uuid.UUID("6f1d7c52-3b1e-4c8e-9a55-0c6d2f1b9e41")
+
+
+def derived_id(principal: Principal, key: str, purpose: str, *parts: str) -> uuid.UUID:
+    """The id of what a request with ``key`` creates: the same for every retry of it within
+    the caller's merchant (a till's retry may come with a fresh token, or from a colleague
+    finishing the sale), different for every other merchant, key or purpose."""
+    name = "\x1f".join((purpose, str(principal.merchant_id), key, *parts))
+    return uuid.uuid5(_ID_NAMESPACE, name)
 
 
 def _invalid(field: str, code: str, message: str) -> ValidationFailed:
@@ -56,6 +93,76 @@ def _money(amount: int, currency: str) -> Money:
     return Money.of(amount, currency)
 
 
+def key_reused() -> Problem:
+    return Problem(
+        422,
+        "idempotency_key_reused",
+        "This Idempotency-Key was used for a different request.",
+    )
+
+
+# --- the order, from the replica or read through --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSource:
+    """Where an order the replica has not heard of yet is read from, as the caller."""
+
+    client: OrdersClient
+    authorization: str | None
+    wait_seconds: float
+
+
+async def ensure_order_known(
+    database: Database,
+    principal: Principal,
+    order_id: uuid.UUID,
+    source: OrderSource,
+    *,
+    need_lines: bool = False,
+) -> None:
+    """Make sure the replica holds the order (with its lines when ``need_lines``): from the
+    replica, else read through from orders, else after a brief wait for the replica.
+
+    404 ``order_not_found`` only when orders says so; 503 ``order_not_yet_known`` when nobody
+    can tell yet (transient: never stored as an idempotent answer)."""
+
+    async def known() -> bool:
+        async with database.transaction() as session:
+            row = await replica.find(session, principal.merchant_id, order_id)
+        return row is not None and (not need_lines or row.lines is not None)
+
+    if await known():
+        return
+    lookup = await source.client.fetch(principal.merchant_id, order_id, source.authorization)
+    if lookup.outcome == "found" and lookup.facts is not None:
+        async with database.transaction() as session:
+            await replica.apply(session, lookup.facts)
+        return
+    if lookup.outcome == "not_found":
+        raise NotFound("Order not found.", code="order_not_found")
+    if await wait_briefly(known, seconds=source.wait_seconds):
+        return
+    raise ServiceUnavailable(
+        "The order is not known here yet and the orders service cannot be asked; retry.",
+        code="order_not_yet_known",
+        retry_after=1,
+    )
+
+
+async def _locked_order(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID
+) -> OrderReplica:
+    order: OrderReplica | None = await session.scalar(
+        scoped(sa.select(OrderReplica), OrderReplica, principal)
+        .where(OrderReplica.order_id == order_id)
+        .with_for_update()
+    )
+    if order is None:
+        raise NotFound("Order not found.", code="order_not_found")
+    return order
+
+
 async def _outstanding(session: AsyncSession, order: OrderReplica) -> int:
     taken = await session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Payment.amount), 0)).where(
@@ -64,25 +171,11 @@ async def _outstanding(session: AsyncSession, order: OrderReplica) -> int:
             Payment.status.in_(_COUNTING),
         )
     )
-    return order.total_amount - int(taken or 0)
+    return (order.total_amount or 0) - int(taken or 0)
 
 
-async def create_payment(
-    session: AsyncSession,
-    principal: Principal,
-    body: PaymentCreate,
-    *,
-    providers: Providers,
-    settings: Settings,
-) -> Payment:
-    order = await session.scalar(
-        scoped(sa.select(OrderReplica), OrderReplica, principal)
-        .where(OrderReplica.order_id == body.order_id)
-        .with_for_update()
-    )
-    if order is None:
-        raise NotFound("Order not found.", code="order_not_found")
-    if order.state != "open":
+async def _check_payable(session: AsyncSession, order: OrderReplica, body: PaymentCreate) -> None:
+    if order.state != "open" or order.total_amount is None or order.currency is None:
         raise IllegalState("order_not_payable", f"The order is {order.state}.", state=order.state)
     amount = body.amount
     if amount.currency != order.currency:
@@ -98,14 +191,91 @@ async def create_payment(
             "The amount is more than what is left to pay.",
             outstanding=_money(outstanding, order.currency),
         )
-    if body.method == CASH:
-        return await _take_cash(session, order, body)
-    if body.tendered is not None:
-        raise _invalid("tendered", "cash_only", "Only cash payments carry a tendered amount.")
-    return await _take_with_provider(session, order, body, providers=providers, settings=settings)
 
 
-async def _take_cash(session: AsyncSession, order: OrderReplica, body: PaymentCreate) -> Payment:
+# --- taking a payment ----------------------------------------------------------------------
+
+
+async def find_payment(
+    session: AsyncSession, merchant_id: uuid.UUID, payment_id: uuid.UUID, *, lock: bool = False
+) -> Payment | None:
+    stmt = sa.select(Payment).where(Payment.id == payment_id, Payment.merchant_id == merchant_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    payment: Payment | None = await session.scalar(stmt)
+    return payment
+
+
+def _same_request(payment: Payment, principal: Principal, body: PaymentCreate) -> None:
+    if not principal.can_see_store(payment.store_id):
+        raise NotFound("Order not found.", code="order_not_found")
+    if (
+        payment.order_id != body.order_id
+        or payment.method != body.method
+        or payment.amount != body.amount.amount
+        or payment.currency != body.amount.currency
+    ):
+        raise key_reused()
+
+
+def _instructions(
+    body: PaymentCreate, adapter: PaymentProvider, settings: Settings
+) -> dict[str, Any]:
+    if body.sandbox is None:
+        return {}
+    if not settings.sandbox_instructions_enabled:
+        raise _invalid("sandbox", "sandbox_disabled", "Sandbox instructions are disabled.")
+    if adapter.name != SANDBOX:
+        raise _invalid("sandbox", "sandbox_not_applicable", "This method is not sandboxed.")
+    try:
+        return parse_instructions(body.sandbox)
+    except ValueError as exc:
+        raise _invalid("sandbox", "invalid", str(exc)) from None
+
+
+async def create_payment(
+    database: Database,
+    session: AsyncSession,
+    principal: Principal,
+    body: PaymentCreate,
+    *,
+    idempotency_key: str,
+    providers: Providers,
+    settings: Settings,
+    orders: OrderSource,
+) -> tuple[Payment, list[uuid.UUID]]:
+    """Take a payment (see the module docstring). Returns the payment and the ids of refunds
+    opened on the way, to be carried out at the provider once this transaction committed."""
+    payment_id = derived_id(principal, idempotency_key, "payment")
+    async with database.transaction() as lookup:
+        payment = await find_payment(lookup, principal.merchant_id, payment_id)
+    if payment is not None:
+        _same_request(payment, principal, body)
+    elif body.method == CASH:
+        return await _take_cash(database, session, principal, body, payment_id, orders), []
+    else:
+        if body.tendered is not None:
+            raise _invalid("tendered", "cash_only", "Only cash payments carry a tendered amount.")
+        adapter = providers.for_method(body.method)
+        _instructions(body, adapter, settings)
+        await ensure_order_known(database, principal, body.order_id, orders)
+        payment = await _open_pending(database, principal, body, payment_id, adapter, settings)
+    if payment.status != "pending" or payment.provider == CASH:
+        return payment, []
+    adapter = providers.named(payment.provider)
+    request = await provider_request(database, payment, _instructions(body, adapter, settings))
+    result = await _ask_provider(adapter, request)
+    return await apply_result(session, payment.id, result)
+
+
+async def _take_cash(
+    database: Database,
+    session: AsyncSession,
+    principal: Principal,
+    body: PaymentCreate,
+    payment_id: uuid.UUID,
+    orders: OrderSource,
+) -> Payment:
     if body.sandbox is not None:
         raise _invalid("sandbox", "sandbox_not_applicable", "Cash has no provider.")
     tendered = body.tendered or body.amount
@@ -113,16 +283,19 @@ async def _take_cash(session: AsyncSession, order: OrderReplica, body: PaymentCr
         raise _invalid("tendered.currency", "currency_mismatch", "Tendered in another currency.")
     if tendered.amount < body.amount.amount:
         raise _invalid("tendered.amount", "insufficient_tender", "Less than the amount was given.")
+    await ensure_order_known(database, principal, body.order_id, orders)
+    order = await _locked_order(session, principal, body.order_id)
+    await _check_payable(session, order, body)
     now = datetime.now(UTC)
     payment = Payment(
-        id=new_id(),
+        id=payment_id,
         merchant_id=order.merchant_id,
         store_id=order.store_id,
         order_id=order.order_id,
         method=CASH,
         provider=CASH,
         status="succeeded",
-        currency=order.currency,
+        currency=body.amount.currency,
         amount=body.amount.amount,
         tendered_amount=tendered.amount,
         change_amount=tendered.amount - body.amount.amount,
@@ -136,78 +309,142 @@ async def _take_cash(session: AsyncSession, order: OrderReplica, body: PaymentCr
     )
     session.add(payment)
     await session.flush()
-    await _emit_succeeded(session, payment)
+    await events.succeeded(session, payment)
     return payment
 
 
-async def _take_with_provider(
-    session: AsyncSession,
-    order: OrderReplica,
+async def _open_pending(
+    database: Database,
+    principal: Principal,
     body: PaymentCreate,
-    *,
-    providers: Providers,
+    payment_id: uuid.UUID,
+    adapter: PaymentProvider,
     settings: Settings,
 ) -> Payment:
-    adapter = providers.for_method(body.method)
-    instructions: dict[str, object] = {}
-    if body.sandbox is not None:
-        if not settings.sandbox_instructions_enabled:
-            raise _invalid("sandbox", "sandbox_disabled", "Sandbox instructions are disabled.")
-        if adapter.name != SANDBOX:
-            raise _invalid("sandbox", "sandbox_not_applicable", "This method is not sandboxed.")
-        try:
-            instructions = parse_instructions(body.sandbox)
-        except ValueError as exc:
-            raise _invalid("sandbox", "invalid", str(exc)) from None
-    rate = await settlement.fee_rate_bps(session, order.merchant_id, settings.default_fee_rate_bps)
-    account = await settlement.active_account(session, order.merchant_id)
-    payment = Payment(
-        id=new_id(),
-        merchant_id=order.merchant_id,
-        store_id=order.store_id,
-        order_id=order.order_id,
-        method=body.method,
-        provider=adapter.name,
-        status="pending",
-        currency=order.currency,
-        amount=body.amount.amount,
-        fee_rate_bps=rate,
-        fee_amount=body.amount.percent_bps(rate).amount,
-        refunded_amount=0,
-        fee_refunded_amount=0,
-        settlement_account_id=account.id if account is not None else None,
-        created_at=datetime.now(UTC),
-    )
-    session.add(payment)
-    await session.flush()
-    try:
-        result = await adapter.create(
-            ProviderPayment(
-                payment_id=payment.id,
-                merchant_id=payment.merchant_id,
-                store_id=payment.store_id,
-                method=payment.method,
-                amount=body.amount,
-                settlement_account=account.account_number if account is not None else None,
-                instructions=instructions,
-            )
+    async with database.transaction() as session:
+        order = await _locked_order(session, principal, body.order_id)
+        # A concurrent retry of the same request may have opened it while we waited.
+        existing = await find_payment(session, principal.merchant_id, payment_id)
+        if existing is not None:
+            _same_request(existing, principal, body)
+            return existing
+        await _check_payable(session, order, body)
+        rate = await settlement.fee_rate_bps(
+            session, order.merchant_id, settings.default_fee_rate_bps
         )
-    except Exception as exc:
-        log.warning("provider %s refused to start payment %s: %s", adapter.name, payment.id, exc)
-        raise Problem(
-            502, "provider_unavailable", "The payment provider could not be reached; retry."
-        ) from None
-    payment.provider_reference = result.provider_reference
-    payment.qr_code = result.qr_code
-    if result.status == "succeeded":
-        await mark_succeeded(session, payment, result.provider_reference)
-    elif result.status == "failed":
-        await mark_failed(session, payment, result.reason or "declined")
-    await session.flush()
+        account = await settlement.active_account(session, order.merchant_id)
+        payment = Payment(
+            id=payment_id,
+            merchant_id=order.merchant_id,
+            store_id=order.store_id,
+            order_id=order.order_id,
+            method=body.method,
+            provider=adapter.name,
+            status="pending",
+            currency=body.amount.currency,
+            amount=body.amount.amount,
+            fee_rate_bps=rate,
+            fee_amount=body.amount.percent_bps(rate).amount,
+            refunded_amount=0,
+            fee_refunded_amount=0,
+            settlement_account_id=account.id if account is not None else None,
+            created_at=datetime.now(UTC),
+        )
+        session.add(payment)
+        await session.flush()
     return payment
+
+
+async def provider_request(
+    database: Database, payment: Payment, instructions: dict[str, Any]
+) -> ProviderPayment:
+    account_number: str | None = None
+    if payment.settlement_account_id is not None:
+        async with database.transaction() as session:
+            account_number = await session.scalar(
+                sa.select(SettlementAccount.account_number).where(
+                    SettlementAccount.id == payment.settlement_account_id
+                )
+            )
+    return ProviderPayment(
+        payment_id=payment.id,
+        merchant_id=payment.merchant_id,
+        store_id=payment.store_id,
+        method=payment.method,
+        amount=_money(payment.amount, payment.currency),
+        settlement_account=account_number,
+        instructions=instructions,
+    )
+
+
+async def _ask_provider(adapter: PaymentProvider, request: ProviderPayment) -> ProviderResult:
+    try:
+        return await adapter.create(request)
+    except Exception as exc:
+        log.warning("provider %s could not start %s: %s", adapter.name, request.payment_id, exc)
+        raise Problem(
+            502,
+            "provider_unavailable",
+            "The payment provider could not be reached. The payment stays pending: retry "
+            "with the same Idempotency-Key, or it is settled automatically.",
+            payment_id=str(request.payment_id),
+        ) from None
 
 
 # --- outcomes ------------------------------------------------------------------------------
+
+
+async def apply_result(
+    session: AsyncSession, payment_id: uuid.UUID, result: ProviderResult
+) -> tuple[Payment, list[uuid.UUID]]:
+    """Apply a provider's answer to a payment, once: nothing changes unless it is pending
+    (or, for a capture, failed: then the money goes back)."""
+    payment = await session.scalar(
+        sa.select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if payment is None:
+        raise NotFound("Payment not found.", code="payment_not_found")
+    # A notification may have settled the payment before this answer came back; the QR code
+    # and reference it carries are still the payment's.
+    if payment.provider_reference is None and result.provider_reference is not None:
+        payment.provider_reference = result.provider_reference
+    if payment.qr_code is None and result.qr_code is not None:
+        payment.qr_code = result.qr_code
+    refunds: list[uuid.UUID] = []
+    if result.status == "succeeded":
+        refunds = await apply_capture(session, payment, result.provider_reference)
+    elif result.status == "failed" and payment.status == "pending":
+        await mark_failed(session, payment, result.reason or "declined")
+    await session.flush()
+    return payment, refunds
+
+
+async def apply_capture(
+    session: AsyncSession, payment: Payment, provider_reference: str | None
+) -> list[uuid.UUID]:
+    """The provider holds the money of ``payment`` (locked by the caller). A pending payment
+    of an open order succeeds; money the order cannot take (its order was cancelled, or the
+    payment had already failed) is refunded automatically. Returns the refunds opened."""
+    from payments.payment import refunds  # refunds builds on this module
+
+    if payment.status == "pending":
+        order = await replica.find(session, payment.merchant_id, payment.order_id)
+        if order is None or order.state != "cancelled":
+            await mark_succeeded(session, payment, provider_reference)
+            return []
+        if provider_reference is not None:
+            payment.provider_reference = provider_reference
+        await mark_failed(session, payment, ORDER_CANCELLED)
+        opened = await refunds.open_automatic(session, payment, ORDER_CANCELLED)
+        return [opened] if opened is not None else []
+    if payment.status == "failed":
+        log.warning("payment %s captured after it failed: refunding it", payment.id)
+        opened = await refunds.open_automatic(session, payment, LATE_CAPTURE)
+        return [opened] if opened is not None else []
+    return []
 
 
 async def mark_succeeded(
@@ -218,54 +455,17 @@ async def mark_succeeded(
     if provider_reference is not None:
         payment.provider_reference = provider_reference
     await session.flush()
-    await _emit_succeeded(session, payment)
+    await events.succeeded(session, payment)
 
 
 async def mark_failed(session: AsyncSession, payment: Payment, reason: str) -> None:
     payment.status = "failed"
     payment.completed_at = datetime.now(UTC)
     payment.failure_reason = reason
-    # Nothing was captured, so nothing is charged: the fee quoted at creation lapses.
+    # Nothing is kept, so nothing is charged: the fee quoted at creation lapses.
     payment.fee_amount = 0
     await session.flush()
-    event = PaymentFailed(
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        store_id=payment.store_id,
-        method=payment.method,
-        amount=_money(payment.amount, payment.currency),
-        reason=reason,
-    )
-    await add_event(session, _envelope(event, payment))
-
-
-async def _emit_succeeded(session: AsyncSession, payment: Payment) -> None:
-    event = PaymentSucceeded(
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        store_id=payment.store_id,
-        method=payment.method,
-        amount=_money(payment.amount, payment.currency),
-        fee=_money(payment.fee_amount, payment.currency),
-        net=_money(payment.amount - payment.fee_amount, payment.currency),
-        fee_rate_bps=payment.fee_rate_bps,
-        settlement_account_id=payment.settlement_account_id,
-        provider=payment.provider,
-        provider_reference=payment.provider_reference,
-    )
-    await add_event(session, _envelope(event, payment))
-
-
-def _envelope(
-    event: PaymentSucceeded | PaymentFailed | PaymentRefunded, payment: Payment
-) -> EventEnvelope:
-    return make_envelope(
-        event,
-        producer=PRODUCER,
-        aggregate_id=payment.id,
-        merchant_id=payment.merchant_id,
-        store_id=payment.store_id,
-    )
+    await events.failed(session, payment, reason)
 
 
 # --- notifications -------------------------------------------------------------------------
@@ -273,12 +473,14 @@ def _envelope(
 
 async def apply_notification(
     session: AsyncSession, provider: str, notification: Notification
-) -> str:
-    """Apply a verified notification once; ``applied``, ``duplicate`` or ``already_final``."""
+) -> tuple[str, list[uuid.UUID]]:
+    """Apply a verified notification once; ``applied``, ``duplicate`` or ``already_final``,
+    and the refunds it opened (a capture the order cannot take)."""
     payment = await session.scalar(
         sa.select(Payment)
         .where(Payment.id == notification.payment_id, Payment.provider == provider)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if payment is None:
         raise NotFound("No such payment at this provider.", code="payment_not_found")
@@ -297,24 +499,15 @@ async def apply_notification(
         .returning(ProviderNotification.notification_id)
     )
     if recorded is None:
-        return "duplicate"
-    if payment.status != "pending":
-        if notification.status == "succeeded" and payment.status == "failed":
-            # A capture after we gave up on the payment: money is held by the provider for a
-            # payment the order does not count. Logged loudly for the reconciliation report.
-            log.error(
-                "provider %s reports %s for payment %s which is %s",
-                provider,
-                notification.status,
-                payment.id,
-                payment.status,
-            )
-        return "already_final"
+        return "duplicate", []
     if notification.status == "succeeded":
-        await mark_succeeded(session, payment, notification.provider_reference)
-    else:
-        await mark_failed(session, payment, notification.reason or "declined")
-    return "applied"
+        was = payment.status
+        opened = await apply_capture(session, payment, notification.provider_reference)
+        return ("applied" if was == "pending" else "already_final"), opened
+    if payment.status != "pending":
+        return "already_final", []
+    await mark_failed(session, payment, notification.reason or "declined")
+    return "applied", []
 
 
 # --- reads ---------------------------------------------------------------------------------
@@ -325,115 +518,8 @@ async def get_payment(
 ) -> Payment:
     stmt = scoped(sa.select(Payment), Payment, principal).where(Payment.id == payment_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     payment: Payment | None = await session.scalar(stmt)
     if payment is None:
         raise NotFound("Payment not found.", code="payment_not_found")
     return payment
-
-
-# --- refunds -------------------------------------------------------------------------------
-
-
-def fee_to_refund(payment: Payment, refund_amount: int) -> int:
-    """The fee given back with a refund.
-
-    The fee refunded so far is always the fee of the amount refunded so far, rounded half-up
-    (``round(fee * refunded / amount)``); each refund returns the difference. Partial refunds
-    therefore never drift, and once the whole amount is refunded the whole fee is back.
-    """
-    refunded_after = payment.refunded_amount + refund_amount
-    numerator = 2 * payment.fee_amount * refunded_after + payment.amount
-    fee_after = numerator // (2 * payment.amount)
-    return fee_after - payment.fee_refunded_amount
-
-
-async def refund_payment(
-    session: AsyncSession,
-    principal: Principal,
-    payment_id: uuid.UUID,
-    body: RefundCreate,
-    *,
-    providers: Providers,
-) -> Refund:
-    payment = await get_payment(session, principal, payment_id, lock=True)
-    if payment.status not in _REFUNDABLE:
-        raise IllegalState(
-            "payment_not_refundable", f"The payment is {payment.status}.", state=payment.status
-        )
-    if body.amount.currency != payment.currency:
-        raise _invalid("amount.currency", "currency_mismatch", f"Paid in {payment.currency}.")
-    if body.amount.amount <= 0:
-        raise _invalid("amount.amount", "out_of_range", "The amount must be positive.")
-    refundable = payment.amount - payment.refunded_amount
-    if body.amount.amount > refundable:
-        raise IllegalState(
-            "refund_exceeds_captured",
-            "The refund is more than what is left of the payment.",
-            refundable=_money(refundable, payment.currency),
-        )
-    refund_id = new_id()
-    provider_reference: str | None = None
-    if payment.provider != CASH:
-        adapter = providers.named(payment.provider)
-        try:
-            result = await adapter.refund(
-                ProviderRefund(
-                    refund_id=refund_id,
-                    payment_id=payment.id,
-                    provider_reference=payment.provider_reference,
-                    amount=body.amount,
-                )
-            )
-        except Exception as exc:
-            log.warning("provider %s refund of %s failed: %s", payment.provider, payment.id, exc)
-            raise Problem(
-                502, "provider_unavailable", "The payment provider could not be reached; retry."
-            ) from None
-        if result.status != "succeeded":
-            raise IllegalState("refund_declined", result.reason or "The provider refused.")
-        provider_reference = result.provider_reference
-    fee_refunded = fee_to_refund(payment, body.amount.amount)
-    refund = Refund(
-        id=refund_id,
-        payment_id=payment.id,
-        merchant_id=payment.merchant_id,
-        store_id=payment.store_id,
-        order_id=payment.order_id,
-        currency=payment.currency,
-        amount=body.amount.amount,
-        fee_refunded_amount=fee_refunded,
-        status="succeeded",
-        provider_reference=provider_reference,
-        reason=body.reason,
-        returned_lines=[line.model_dump(mode="json") for line in body.returned_lines],
-        created_at=datetime.now(UTC),
-    )
-    session.add(refund)
-    payment.refunded_amount += body.amount.amount
-    payment.fee_refunded_amount += fee_refunded
-    payment.status = (
-        "refunded" if payment.refunded_amount == payment.amount else "partially_refunded"
-    )
-    await session.flush()
-    event = PaymentRefunded(
-        refund_id=refund.id,
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        store_id=payment.store_id,
-        method=payment.method,
-        amount=body.amount,
-        fee_refunded=_money(fee_refunded, payment.currency),
-        returned_lines=[ReturnedLine.model_validate(line) for line in refund.returned_lines],
-    )
-    await add_event(session, _envelope(event, payment))
-    return refund
-
-
-async def list_refunds(session: AsyncSession, payment: Payment) -> list[Refund]:
-    rows = await session.scalars(
-        sa.select(Refund)
-        .where(Refund.payment_id == payment.id)
-        .order_by(Refund.created_at, Refund.id)
-    )
-    return list(rows)

@@ -90,7 +90,15 @@ class PaymentProvider(Protocol):
 
     async def query(self, payment_id: uuid.UUID) -> ProviderResult: ...
 
-    async def refund(self, refund: ProviderRefund) -> ProviderRefundResult: ...
+    async def cancel(self, payment_id: uuid.UUID) -> ProviderResult:
+        """Close the payment so it can no longer capture. Answers what the payment ended as:
+        ``failed`` when it is closed (or was never started), ``succeeded`` when it had already
+        captured (then it must be refunded instead)."""
+        ...
+
+    async def refund(self, refund: ProviderRefund) -> ProviderRefundResult:
+        """Idempotent by ``refund.refund_id``: asking again answers the first outcome."""
+        ...
 
     def parse_notification(
         self, body: bytes, headers: Mapping[str, str], *, now: datetime

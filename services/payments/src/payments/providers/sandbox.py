@@ -3,7 +3,10 @@
 ``create`` answers *pending* with a QR code and, a moment later, calls back asynchronously
 with an HMAC-signed notification (see :mod:`payments.providers.signing`) through a
 :data:`Notifier` (over HTTP to the service's own public URL in the local stack; straight into
-the app in tests). ``query`` reports what it holds; ``refund`` succeeds at once.
+the app in tests). ``query`` reports what it holds; ``cancel`` closes a payment that has not
+captured (a closed payment never captures, and a payment id cancelled before it was created
+can no longer be created, as with a real PSP's "close order"); ``refund`` succeeds at once and
+is idempotent by refund id.
 
 A payment request may carry ``sandbox`` instructions (test-only; refused unless
 ``sandbox_instructions_enabled``)::
@@ -13,7 +16,10 @@ A payment request may carry ``sandbox`` instructions (test-only; refused unless
 * ``succeed`` (default): captured, notified ``notify_times`` times;
 * ``decline``: refused, notified as failed with reason ``declined``;
 * ``timeout``: never completes and never notifies; ``query`` keeps answering pending;
-* ``silent_success``: captured but the notification is lost; only ``query`` tells.
+* ``silent_success``: captured but the notification is lost; only ``query`` tells;
+* ``late_success``: pending, then captured (and notified) when :meth:`SandboxProvider.capture`
+  is called, whatever happened meanwhile unless it was cancelled: a customer who pays a QR
+  code late.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from payments.providers.base import (
 log = logging.getLogger(__name__)
 
 NAME: Final = "sandbox"
-OUTCOMES: Final = frozenset({"succeed", "decline", "timeout", "silent_success"})
+OUTCOMES: Final = frozenset({"succeed", "decline", "timeout", "silent_success", "late_success"})
 
 #: Delivers a notification: (path, raw body, headers) -> HTTP status of the answer.
 Notifier = Callable[[str, bytes, dict[str, str]], Awaitable[int]]
@@ -109,12 +115,21 @@ class SandboxProvider:
         self.tolerance_seconds = tolerance_seconds
         self.retries = retries
         self.transactions: dict[uuid.UUID, _Transaction] = {}
+        #: Refunds done, by refund id: asking twice refunds once.
+        self.refunds: dict[uuid.UUID, ProviderRefundResult] = {}
+        #: Payment ids closed before they were ever created.
+        self.closed: set[uuid.UUID] = set()
+        #: Every call made, as (operation, id): for tests.
+        self.calls: list[tuple[str, uuid.UUID]] = []
         #: Every notification sent, as (raw body, headers): for tests replaying them.
         self.sent: list[tuple[bytes, dict[str, str]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- adapter interface ----------------------------------------------------------------
     async def create(self, payment: ProviderPayment) -> ProviderResult:
+        self.calls.append(("create", payment.payment_id))
+        if payment.payment_id in self.closed:
+            return ProviderResult(status="failed", reason="closed")
         existing = self.transactions.get(payment.payment_id)
         if existing is None:
             instructions = parse_instructions(payment.instructions)
@@ -136,13 +151,40 @@ class SandboxProvider:
             self.transactions[payment.payment_id] = existing
             if outcome in ("succeed", "decline"):
                 self._spawn(self._notify_later(existing))
+        elif existing.reason == "closed":
+            return ProviderResult(
+                status="failed", provider_reference=existing.reference, reason="closed"
+            )
         return ProviderResult(
             status="pending",
             provider_reference=existing.reference,
             qr_code=f"sandbox://pay/{existing.reference}",
         )
 
+    async def cancel(self, payment_id: uuid.UUID) -> ProviderResult:
+        self.calls.append(("cancel", payment_id))
+        txn = self.transactions.get(payment_id)
+        if txn is None:
+            self.closed.add(payment_id)
+            return ProviderResult(status="failed", reason="closed")
+        if txn.status == "pending":
+            txn.status = "failed"
+            txn.reason = "closed"
+        return ProviderResult(
+            status=txn.status, provider_reference=txn.reference, reason=txn.reason
+        )
+
+    def capture(self, payment_id: uuid.UUID) -> bool:
+        """The customer pays a ``late_success`` payment now; False when it was closed."""
+        txn = self.transactions[payment_id]
+        if txn.status != "pending":
+            return False
+        txn.status = "succeeded"
+        self._spawn(self._notify_later(txn))
+        return True
+
     async def query(self, payment_id: uuid.UUID) -> ProviderResult:
+        self.calls.append(("query", payment_id))
         txn = self.transactions.get(payment_id)
         if txn is None:
             return ProviderResult(status="unknown")
@@ -151,13 +193,19 @@ class SandboxProvider:
         )
 
     async def refund(self, refund: ProviderRefund) -> ProviderRefundResult:
+        self.calls.append(("refund", refund.refund_id))
+        done = self.refunds.get(refund.refund_id)
+        if done is not None:
+            return done
         txn = self.transactions.get(refund.payment_id)
         if txn is None or txn.status != "succeeded":
             return ProviderRefundResult(status="failed", reason="payment_not_captured")
         if txn.refunded + refund.amount.amount > txn.amount.amount:
             return ProviderRefundResult(status="failed", reason="refund_exceeds_captured")
         txn.refunded += refund.amount.amount
-        return ProviderRefundResult(status="succeeded", provider_reference=f"sbr_{new_id().hex}")
+        result = ProviderRefundResult(status="succeeded", provider_reference=f"sbr_{new_id().hex}")
+        self.refunds[refund.refund_id] = result
+        return result
 
     def parse_notification(
         self, body: bytes, headers: Mapping[str, str], *, now: datetime
