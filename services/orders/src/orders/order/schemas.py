@@ -1,4 +1,8 @@
-"""Request and response models of the orders API."""
+"""Request and response models of the orders API.
+
+The request bounds keep every event an order produces (placed, paid, kitchen tickets) well
+under the broker's 1 MiB message limit, even with every text field at its longest; the test
+``test_largest_valid_order_events_fit_the_broker`` holds them to it."""
 
 from __future__ import annotations
 
@@ -6,11 +10,27 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contracts.events.orders import Channel, TenderMethod
 from contracts.money import Money
+
+#: Lines per order; a supermarket basket of 200 distinct products is already exceptional.
+MAX_LINES = 200
+MAX_NOTES_LENGTH = 100
+MAX_MODIFIERS = 5
+MAX_MODIFIER_LENGTH = 30
+MAX_TABLE_LENGTH = 32
+MAX_QUANTITY = 100_000
 
 OrderStatus = Literal[
     "open", "placed", "paid", "completed", "cancelled", "partially_refunded", "refunded"
@@ -25,11 +45,21 @@ class LineIn(BaseModel):
 
     product_id: uuid.UUID | None = None
     barcode: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    quantity: Annotated[int, Strict(), Field(gt=0, le=100_000)]
-    notes: Annotated[str, Field(max_length=500)] | None = None
-    modifiers: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=50)] = []
+    quantity: Annotated[int, Strict(), Field(gt=0, le=MAX_QUANTITY)]
+    notes: Annotated[str, Field(max_length=MAX_NOTES_LENGTH)] | None = None
+    modifiers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_MODIFIER_LENGTH)]],
+        Field(max_length=MAX_MODIFIERS),
+    ] = []
     discount: Money | None = Field(default=None, description="Manual discount on the line.")
     unit_price: Money | None = Field(default=None, description="Price override per unit.")
+
+    @field_validator("discount", "unit_price")
+    @classmethod
+    def _not_negative(cls, value: Money | None) -> Money | None:
+        if value is not None and value.is_negative:
+            raise PydanticCustomError("negative_amount", "must not be negative")
+        return value
 
     @model_validator(mode="after")
     def _one_reference(self) -> LineIn:
@@ -47,9 +77,9 @@ class OrderCreate(BaseModel):
     channel: Channel
     store_id: uuid.UUID
     member_id: uuid.UUID | None = None
-    table: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH)] | None = None
     people_count: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     occurred_at: AwareDatetime = Field(description="When the client took the order.")
 
 
@@ -86,11 +116,17 @@ class ReturnedLineOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    """``returned_lines`` are the goods orders accepted back (restocked by inventory);
+    ``requested_returned_lines`` what the refund asked for. ``announced`` is false while the
+    refund waits for its order to be paid (or for good, on a cancelled order)."""
+
     refund_id: uuid.UUID
     payment_id: uuid.UUID
     method: TenderMethod
     amount: Money
     returned_lines: list[ReturnedLineOut]
+    requested_returned_lines: list[ReturnedLineOut]
+    announced: bool
     recorded_at: datetime
 
 
