@@ -94,8 +94,14 @@ def events_on(bus: InMemoryBus, event_type: str, merchant_id: uuid.UUID) -> list
 
 
 def store_created(
-    merchant_id: uuid.UUID, store_id: uuid.UUID, *, status: str = "active", version: int = 1
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    *,
+    status: str = "active",
+    version: int = 1,
+    announced_by: uuid.UUID | None = None,
 ) -> EventEnvelope:
+    """identity.store.created; ``announced_by`` puts another merchant on the envelope."""
     created = StoreCreated(
         store_id=store_id,
         merchant_id=merchant_id,
@@ -108,7 +114,7 @@ def store_created(
         status=status,  # type: ignore[arg-type]
         version=version,
     )
-    return envelope(created, merchant_id, store_id, "identity")
+    return envelope(created, announced_by or merchant_id, store_id, "identity")
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -165,6 +171,16 @@ class Harness:
             return found is not None
 
         await eventually(taken, timeout=10.0)
+
+    async def dead_lettered(self, event: EventEnvelope) -> None:
+        """Wait until ``event`` was refused to its topic's dead-letter topic."""
+        dlq = topic_for_event_type(event.type) + ".dlq"
+        needle = str(event.event_id).encode()
+
+        async def parked() -> bool:
+            return any(needle in m.value for m in self.bus.broker.messages(dlq))
+
+        await eventually(parked, timeout=10.0)
 
     async def publish_applied(self, event: EventEnvelope) -> None:
         await self.publish(event)

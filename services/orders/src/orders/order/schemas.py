@@ -6,11 +6,13 @@ under the broker's 1 MiB message limit, even with every text field at its longes
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -32,6 +34,22 @@ MAX_MODIFIER_LENGTH = 30
 MAX_TABLE_LENGTH = 32
 MAX_QUANTITY = 100_000
 
+# Notes, modifiers and table labels are printed on kitchen tickets and receipts: a control
+# character there would reach an ESC/POS printer as a command (cut, open the cash drawer).
+# A line break is allowed in notes. NUL is refused for every field by the platform.
+_CONTROL = re.compile(r"[\x01-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "control_character", "must not contain control characters (line breaks are fine)"
+        )
+    return value
+
+
+Printable = AfterValidator(_printable)
+
 OrderStatus = Literal[
     "open", "placed", "paid", "completed", "cancelled", "partially_refunded", "refunded"
 ]
@@ -46,9 +64,9 @@ class LineIn(BaseModel):
     product_id: uuid.UUID | None = None
     barcode: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     quantity: Annotated[int, Strict(), Field(gt=0, le=MAX_QUANTITY)]
-    notes: Annotated[str, Field(max_length=MAX_NOTES_LENGTH)] | None = None
+    notes: Annotated[str, Field(max_length=MAX_NOTES_LENGTH), Printable] | None = None
     modifiers: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=MAX_MODIFIER_LENGTH)]],
+        list[Annotated[str, Field(min_length=1, max_length=MAX_MODIFIER_LENGTH), Printable]],
         Field(max_length=MAX_MODIFIERS),
     ] = []
     discount: Money | None = Field(default=None, description="Manual discount on the line.")
@@ -77,7 +95,7 @@ class OrderCreate(BaseModel):
     channel: Channel
     store_id: uuid.UUID
     member_id: uuid.UUID | None = None
-    table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH)] | None = None
+    table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH), Printable] | None = None
     people_count: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     occurred_at: AwareDatetime = Field(description="When the client took the order.")
