@@ -182,6 +182,24 @@ class Harness:
 
         await eventually(parked, timeout=10.0)
 
+    async def outboxed(self, event_type: str, merchant_id: uuid.UUID) -> int:
+        """How many ``event_type`` events orders has written for the merchant (published or
+        not): what its handlers and endpoints decided, with no wait on the relay."""
+        async with self.database.transaction() as session:
+            count = await session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM outbox WHERE type = :type "
+                    "AND payload->>'merchant_id' = :merchant"
+                ),
+                {"type": event_type, "merchant": str(merchant_id)},
+            )
+        return int(count or 0)
+
+    def dead_letters(self, event_type: str, merchant_id: uuid.UUID) -> list[bytes]:
+        dlq = topic_for_event_type(event_type) + ".dlq"
+        needle = str(merchant_id).encode()
+        return [m.value for m in self.bus.broker.messages(dlq) if needle in m.value]
+
     async def publish_applied(self, event: EventEnvelope) -> None:
         await self.publish(event)
         await self.applied(event)
