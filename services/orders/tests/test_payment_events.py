@@ -4,6 +4,7 @@ that were sold and not yet returned are accepted back."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -293,3 +294,24 @@ async def test_returned_goods_are_checked_against_the_order(harness: Any) -> Non
         e.payload["returned_lines"] for e in events
     ]
     assert harness.dead_letters("payments.payment.refunded", merchant) == []
+
+
+async def test_payments_racing_their_orders_always_settle_them(harness: Any) -> None:
+    """A payment recorded while its order is being placed is seen by one side or the other."""
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product_id = await harness.seed_product(merchant, price=400)
+    lines = [{"product_id": str(product_id), "quantity": 1}]
+    order_ids = [uuid.uuid4() for _ in range(12)]
+
+    async def place_and_pay(order_id: uuid.UUID) -> None:
+        placed, _ = await asyncio.gather(
+            harness.place(merchant, store, lines, order_id=order_id),
+            harness.pay(merchant, store, str(order_id), 400),
+        )
+        assert placed.status_code == 201, placed.text
+
+    await asyncio.gather(*(place_and_pay(order_id) for order_id in order_ids))
+    for order_id in order_ids:
+        await harness.wait_status(merchant, str(order_id), "paid")
+    assert await harness.outboxed("orders.order.paid", merchant) == len(order_ids)

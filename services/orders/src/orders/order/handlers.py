@@ -30,8 +30,7 @@ handlers = HandlerRegistry()
 async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     payment = PaymentSucceeded.model_validate(envelope.payload)
-    await service.lock_order_key(session, merchant_id, payment.order_id)
-    order = await service.load(session, merchant_id, payment.order_id, for_update=True)
+    order = await service.load_for_event(session, merchant_id, payment.order_id)
     inserted = await session.execute(
         pg.insert(Tender)
         .values(
@@ -67,8 +66,7 @@ async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> N
 async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     refunded = PaymentRefunded.model_validate(envelope.payload)
-    await service.lock_order_key(session, merchant_id, refunded.order_id)
-    order = await service.load(session, merchant_id, refunded.order_id, for_update=True)
+    order = await service.load_for_event(session, merchant_id, refunded.order_id)
     inserted = await session.execute(
         pg.insert(Refund)
         .values(

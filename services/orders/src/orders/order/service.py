@@ -170,6 +170,21 @@ async def load(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def load_for_event(
+    session: AsyncSession, merchant_id: uuid.UUID, order_id: uuid.UUID
+) -> Order | None:
+    """The order, row-locked, for recording a payment's or refund's event.
+
+    A visible order row means its placement committed, settlement included. When there is
+    none yet, the order key's lock makes a concurrent placement either finish first (and be
+    found now) or wait until this event's row is committed (and see it when it settles)."""
+    order = await load(session, merchant_id, order_id, for_update=True)
+    if order is None:
+        await lock_order_key(session, merchant_id, order_id)
+        order = await load(session, merchant_id, order_id, for_update=True)
+    return order
+
+
 async def get_visible(
     session: AsyncSession, principal: Principal, order_id: uuid.UUID, *, for_update: bool = False
 ) -> Order:
