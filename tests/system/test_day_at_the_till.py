@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from orders.models import CatalogProduct, PaymentFailure
+from orders.models import Member as OrdersMember
 from orders.models import Store as OrdersStore
 from payments.models import OrderReplica
 
@@ -337,6 +338,18 @@ async def test_a_day_at_the_till(system: System) -> None:
     assert found.status_code == 200, found.text
     member_id = found.json()["id"]
     assert member_id == registered.json()["id"]
+
+    # Orders takes an order for a member only once members' event has told it of the member.
+    async def member_known() -> bool:
+        known = await system.orders.scalar(
+            sa.select(OrdersMember.member_id).where(
+                OrdersMember.merchant_id == uuid.UUID(merchant.id),
+                OrdersMember.member_id == uuid.UUID(member_id),
+            )
+        )
+        return known is not None
+
+    await wait_for(member_known, "orders learns members' member")
 
     sold: dict[str, Counter[str]] = {}
     totals: dict[str, int] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,8 +20,9 @@ from pydantic import BaseModel
 
 import orders
 from contracts.envelope import EventEnvelope
-from contracts.events.identity import StoreStatusChanged
+from contracts.events.identity import StoreCreated, StoreStatusChanged
 from contracts.events.inventory import ProductCreated
+from contracts.events.members import MemberCreated
 from contracts.events.orders import ReturnedLine
 from contracts.events.payments import PaymentRefunded, PaymentSucceeded
 from contracts.money import Money
@@ -29,7 +30,7 @@ from contracts.registry import make_envelope
 from contracts.topics import topic_for_event_type
 from orders.config import Settings
 from orders.main import create_app
-from orders.models import CatalogProduct
+from orders.models import CatalogProduct, Member, Store
 from servicekit.auth import (
     Role,
     TokenVerifier,
@@ -92,6 +93,30 @@ def events_on(bus: InMemoryBus, event_type: str, merchant_id: uuid.UUID) -> list
     return found
 
 
+def store_created(
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    *,
+    status: str = "active",
+    version: int = 1,
+    announced_by: uuid.UUID | None = None,
+) -> EventEnvelope:
+    """identity.store.created; ``announced_by`` puts another merchant on the envelope."""
+    created = StoreCreated(
+        store_id=store_id,
+        merchant_id=merchant_id,
+        code=f"S{store_id.hex[:6]}",
+        name="Store",
+        address="1 Main Street",
+        timezone="Asia/Shanghai",
+        business_hours=[],
+        region_id=None,
+        status=status,  # type: ignore[arg-type]
+        version=version,
+    )
+    return envelope(created, announced_by or merchant_id, store_id, "identity")
+
+
 def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(
         database_url=url,
@@ -108,6 +133,7 @@ class Harness:
     client: httpx.AsyncClient
     bus: InMemoryBus
     database: Database
+    known_stores: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
 
     auth = staticmethod(auth_headers)
     envelope = staticmethod(envelope)
@@ -133,6 +159,79 @@ class Harness:
                 sa.select(CatalogProduct.version).where(CatalogProduct.product_id == product_id)
             )
         return version
+
+    async def applied(self, event: EventEnvelope) -> None:
+        """Wait until a consumer of orders has taken ``event`` (it is in the inbox)."""
+
+        async def taken() -> bool:
+            async with self.database.transaction() as session:
+                found = await session.scalar(
+                    sa.text("SELECT 1 FROM inbox WHERE event_id = :id"), {"id": event.event_id}
+                )
+            return found is not None
+
+        await eventually(taken, timeout=10.0)
+
+    async def dead_lettered(self, event: EventEnvelope) -> None:
+        """Wait until ``event`` was refused to its topic's dead-letter topic."""
+        dlq = topic_for_event_type(event.type) + ".dlq"
+        needle = str(event.event_id).encode()
+
+        async def parked() -> bool:
+            return any(needle in m.value for m in self.bus.broker.messages(dlq))
+
+        await eventually(parked, timeout=10.0)
+
+    async def outboxed(self, event_type: str, merchant_id: uuid.UUID) -> int:
+        """How many ``event_type`` events orders has written for the merchant (published or
+        not): what its handlers and endpoints decided, with no wait on the relay."""
+        async with self.database.transaction() as session:
+            count = await session.scalar(
+                sa.text(
+                    "SELECT count(*) FROM outbox WHERE type = :type "
+                    "AND payload->>'merchant_id' = :merchant"
+                ),
+                {"type": event_type, "merchant": str(merchant_id)},
+            )
+        return int(count or 0)
+
+    def dead_letters(self, event_type: str, merchant_id: uuid.UUID) -> list[bytes]:
+        dlq = topic_for_event_type(event_type) + ".dlq"
+        needle = str(merchant_id).encode()
+        return [m.value for m in self.bus.broker.messages(dlq) if needle in m.value]
+
+    async def publish_applied(self, event: EventEnvelope) -> None:
+        await self.publish(event)
+        await self.applied(event)
+
+    async def seed_store(
+        self, merchant_id: uuid.UUID, store_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        """A store in the replica, delivered as identity would deliver it."""
+        store_id = store_id or uuid.uuid4()
+        await self.publish(store_created(merchant_id, store_id))
+
+        async def present() -> bool:
+            async with self.database.transaction() as session:
+                found = await session.get(Store, (merchant_id, store_id))
+            return found is not None
+
+        await eventually(present, timeout=10.0)
+        self.known_stores.add((merchant_id, store_id))
+        return store_id
+
+    async def seed_member(self, merchant_id: uuid.UUID) -> uuid.UUID:
+        member_id = uuid.uuid4()
+        created = MemberCreated(member_id=member_id, level="gold")
+        await self.publish(envelope(created, merchant_id, member_id, "members"))
+
+        async def present() -> bool:
+            async with self.database.transaction() as session:
+                found = await session.get(Member, (merchant_id, member_id))
+            return found is not None
+
+        await eventually(present, timeout=10.0)
+        return member_id
 
     async def seed_product(
         self,
@@ -174,8 +273,11 @@ class Harness:
         order_id: uuid.UUID | None = None,
         channel: str = "pos",
         scopes: frozenset[str] = MANAGER,
+        seed_store: bool = True,
         **extra: Any,
     ) -> httpx.Response:
+        if seed_store and (merchant_id, store_id) not in self.known_stores:
+            await self.seed_store(merchant_id, store_id)
         body = {
             "id": str(order_id or uuid.uuid4()),
             "channel": channel,
@@ -285,5 +387,9 @@ async def harness(orders_url: str) -> AsyncIterator[Harness]:
 def kit() -> SimpleNamespace:
     """The helpers above, for tests that run apps of their own."""
     return SimpleNamespace(
-        verifier=verifier, settings_for=settings_for, auth=auth_headers, migrations=MIGRATIONS
+        verifier=verifier,
+        settings_for=settings_for,
+        auth=auth_headers,
+        migrations=MIGRATIONS,
+        store_created=store_created,
     )

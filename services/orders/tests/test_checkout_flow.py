@@ -25,7 +25,7 @@ from contracts.topics import topic_for_event_type
 from inventory.config import Settings as InventorySettings
 from inventory.main import create_app as create_inventory
 from orders.main import create_app as create_orders
-from orders.models import CatalogProduct
+from orders.models import CatalogProduct, Store
 from servicekit.bus.base import OutgoingMessage, PublisherTransport
 from servicekit.bus.factory import Bus, InMemoryBus, KafkaBus
 from servicekit.testing.plugin import CreateDatabase
@@ -82,9 +82,9 @@ async def running_stack(
             await publisher.stop()
 
 
-async def checkout(stack: Stack, auth: Any, timeout: float) -> None:
+async def checkout(stack: Stack, kit: Any, timeout: float) -> None:
     merchant, store = uuid.uuid4(), uuid.uuid4()
-    headers = auth(merchant)
+    headers = kit.auth(merchant)
     created = await stack.inventory.post(
         "/v1/products",
         json={
@@ -119,6 +119,23 @@ async def checkout(stack: Stack, auth: Any, timeout: float) -> None:
         return found == "Beef noodles"
 
     await eventually(replicated, timeout=timeout)
+
+    opened = kit.store_created(merchant, store)
+    await stack.publisher.publish(
+        [
+            OutgoingMessage(
+                topic=topic_for_event_type(opened.type),
+                key=str(store).encode(),
+                value=opened.model_dump_json().encode(),
+            )
+        ]
+    )
+
+    async def store_known() -> bool:
+        async with database.transaction() as session:
+            return await session.get(Store, (merchant, store)) is not None
+
+    await eventually(store_known, timeout=timeout)
 
     placed = await stack.orders.post(
         "/v1/orders",
@@ -187,7 +204,7 @@ async def checkout(stack: Stack, auth: Any, timeout: float) -> None:
 
 async def test_checkout_on_the_in_memory_bus(create_database: CreateDatabase, kit: Any) -> None:
     async with running_stack(InMemoryBus(), create_database, kit) as stack:
-        await checkout(stack, kit.auth, timeout=10.0)
+        await checkout(stack, kit, timeout=10.0)
 
 
 @pytest.mark.timeout(120)
@@ -206,4 +223,4 @@ async def test_checkout_on_the_real_broker(
         kit,
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
     ) as stack:
-        await checkout(stack, kit.auth, timeout=60.0)
+        await checkout(stack, kit, timeout=60.0)

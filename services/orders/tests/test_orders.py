@@ -96,7 +96,7 @@ async def test_totals_barcode_lines_and_discounts(harness: Any) -> None:
                 "unit_price": {"amount": 700, "currency": "CNY"},
             },
         ],
-        member_id=str(uuid.uuid4()),
+        member_id=str(await harness.seed_member(merchant)),
         table="A3",
         people_count=2,
     )
@@ -251,7 +251,7 @@ async def test_illegal_transitions_answer_409(harness: Any) -> None:
         f"/v1/orders/{paid['id']}/cancel", headers=harness.auth(merchant)
     )
     assert refused.status_code == 409
-    assert refused.json()["code"] == "illegal_transition"
+    assert refused.json()["code"] == "order_has_payments"
     completed = await harness.client.post(
         f"/v1/orders/{paid['id']}/complete", headers=harness.auth(merchant)
     )

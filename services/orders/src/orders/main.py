@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from orders.catalog.handlers import handlers as catalog_handlers
 from orders.config import Settings
+from orders.members.handlers import handlers as member_handlers
 from orders.order.handlers import handlers as payment_handlers
 from orders.order.router import router as orders_router
 from orders.stores.handlers import handlers as store_handlers
@@ -30,6 +31,7 @@ def create_app(
         consumers={
             "catalog": catalog_handlers,
             "stores": store_handlers,
+            "members": member_handlers,
             "payments": payment_handlers,
         },
         publishes=PUBLISHES,

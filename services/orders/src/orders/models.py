@@ -1,5 +1,8 @@
 """Tables of the orders service: orders with their lines, tenders and refunds, and the local
-replicas of inventory's catalog and identity's store statuses."""
+replicas of inventory's catalog, identity's stores and members' member ids.
+
+Every replica is keyed by ``(merchant_id, id)``: ids chosen elsewhere are unique per merchant
+only, and one merchant's event must never touch another merchant's row."""
 
 from __future__ import annotations
 
@@ -25,14 +28,19 @@ TS = sa.DateTime(timezone=True)
 
 
 class CatalogProduct(Base):
-    """Inventory's product as of ``version``, kept from ``inventory.product.*`` events."""
+    """Inventory's product as of ``version``, kept from ``inventory.product.*`` events.
+
+    The HQ price has a version of its own (``price_version``): an HQ price change that arrives
+    before the product's snapshot leaves a placeholder row (``version`` 0, status ``unknown``)
+    holding the price, so the older snapshot arriving later cannot put back a stale price."""
 
     __tablename__ = "catalog_products"
     __table_args__ = (sa.Index("ix_catalog_products_barcode", "merchant_id", "barcode"),)
 
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
     version: Mapped[int] = mapped_column(sa.Integer)
+    price_version: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     sku: Mapped[str] = mapped_column(sa.Text)
     barcode: Mapped[str | None] = mapped_column(sa.Text)
     name: Mapped[str] = mapped_column(sa.Text)
@@ -51,23 +59,36 @@ class CatalogStorePrice(Base):
 
     __tablename__ = "catalog_store_prices"
 
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
     version: Mapped[int] = mapped_column(sa.Integer)
     currency: Mapped[str | None] = mapped_column(sa.String(3))
     price: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class Store(Base):
-    """Identity's store status as of ``version``: orders refuses writes to a locked store."""
+    """Identity's store status as of ``version``: orders takes orders only for stores it knows
+    and refuses writes to a locked one."""
 
     __tablename__ = "stores"
 
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
     status: Mapped[str] = mapped_column(sa.Text)
     version: Mapped[int] = mapped_column(sa.Integer)
+
+
+class Member(Base):
+    """A member id that members announced (``members.member.created``): an order may name only
+    a member that exists, or the points it earns would have nowhere to go."""
+
+    __tablename__ = "members"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    level: Mapped[str | None] = mapped_column(sa.Text)
+    recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
 
 
 class Order(Base):
@@ -142,7 +163,12 @@ class Tender(Base):
 
 
 class Refund(Base):
-    """Money returned for an order (one row per refund id)."""
+    """Money returned for an order (one row per refund id).
+
+    ``requested_returned_lines`` are the goods payments said came back; ``returned_lines`` are
+    the ones orders accepted (products on the order, at most sold minus already returned),
+    decided when the refund is announced. A refund recorded before its order was paid (events
+    out of order) waits with ``announced_at`` null until the order is paid."""
 
     __tablename__ = "order_refunds"
     __table_args__ = (sa.Index("ix_order_refunds_order", "merchant_id", "order_id"),)
@@ -154,7 +180,11 @@ class Refund(Base):
     method: Mapped[str] = mapped_column(sa.Text)
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
+    requested_returned_lines: Mapped[list[dict[str, Any]]] = mapped_column(
+        pg.JSONB, server_default=sa.text("'[]'::jsonb")
+    )
     returned_lines: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
+    announced_at: Mapped[datetime | None] = mapped_column(TS)
     recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
 
 

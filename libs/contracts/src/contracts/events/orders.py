@@ -79,8 +79,12 @@ class OrderCancelled(EventPayload):
 
 @event(type="orders.order.refunded", version=1)
 class OrderRefunded(EventPayload):
-    """Money went back to the customer (one refund); ``returned_lines`` are goods that came back
-    to the shelf. ``fully_refunded`` is true once the refunds cover the whole paid total."""
+    """Money went back to the customer (one refund); ``returned_lines`` are the goods orders
+    accepted back to the shelf: only products on the order, at most sold minus already
+    returned (what the refund asked for beyond that is dropped here). Inventory restocks
+    exactly these. ``fully_refunded`` is true once the refunds cover the whole paid total.
+    A refund that arrives before its order is paid is announced once the order is paid; one
+    for an order that was never paid (cancelled) is never announced."""
 
     order_id: UUID
     store_id: UUID

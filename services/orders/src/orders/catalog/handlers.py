@@ -1,12 +1,15 @@
 """Keep the catalog replica from ``inventory.product.*`` events.
 
-Every event carries the product's version; a row changes only when the event is newer than
-what the replica holds, so a redelivered or reordered old event never undoes a newer one.
+Every event carries the product's version (store and HQ price changes share it); a row changes
+only when the event is newer than what the replica holds, so a redelivered, replayed or
+reordered old event never undoes a newer one. Rows are keyed by ``(merchant_id, product_id)``
+and written under the envelope's merchant only.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -19,6 +22,21 @@ from servicekit.consumer import HandlerRegistry, PoisonMessage
 
 handlers = HandlerRegistry()
 
+#: Status of a row that holds only an HQ price whose product snapshot has not arrived yet.
+PLACEHOLDER_STATUS = "unknown"
+
+_DESCRIPTIVE = (
+    "sku",
+    "barcode",
+    "name",
+    "category_id",
+    "unit",
+    "tax_rate_bps",
+    "is_tobacco",
+    "status",
+    "kitchen_station",
+)
+
 
 def merchant_of(envelope: EventEnvelope) -> uuid.UUID:
     if envelope.merchant_id is None:
@@ -26,12 +44,21 @@ def merchant_of(envelope: EventEnvelope) -> uuid.UUID:
     return envelope.merchant_id
 
 
+def _newer(column: str, version_column: str, excluded: Any) -> Any:
+    """``excluded.<column>`` when the incoming version beats the row's, else the row's value."""
+    table = CatalogProduct.__table__.c
+    return sa.case(
+        (excluded.version > table[version_column], excluded[column]), else_=table[column]
+    )
+
+
 async def _apply_snapshot(session: AsyncSession, envelope: EventEnvelope) -> None:
     snapshot = ProductSnapshot.model_validate(envelope.payload)
     values = {
-        "product_id": snapshot.product_id,
         "merchant_id": merchant_of(envelope),
+        "product_id": snapshot.product_id,
         "version": snapshot.version,
+        "price_version": snapshot.version,
         "sku": snapshot.sku,
         "barcode": snapshot.barcode,
         "name": snapshot.name,
@@ -45,11 +72,24 @@ async def _apply_snapshot(session: AsyncSession, envelope: EventEnvelope) -> Non
         "kitchen_station": snapshot.kitchen_station,
     }
     stmt = pg.insert(CatalogProduct).values(values)
+    excluded = stmt.excluded
+    # The descriptive part follows ``version``, the price part ``price_version``: a newer HQ
+    # price change applied before this snapshot keeps its price.
+    updates = {name: _newer(name, "version", excluded) for name in _DESCRIPTIVE}
+    updates["version"] = sa.func.greatest(CatalogProduct.version, excluded.version)
+    for name in ("price", "currency"):
+        updates[name] = _newer(name, "price_version", excluded)
+    updates["price_version"] = sa.func.greatest(
+        CatalogProduct.price_version, excluded.price_version
+    )
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[CatalogProduct.product_id],
-            set_={k: stmt.excluded[k] for k in values if k != "product_id"},
-            where=CatalogProduct.version < stmt.excluded.version,
+            index_elements=[CatalogProduct.merchant_id, CatalogProduct.product_id],
+            set_=updates,
+            where=sa.or_(
+                CatalogProduct.version < excluded.version,
+                CatalogProduct.price_version < excluded.price_version,
+            ),
         )
     )
 
@@ -65,30 +105,49 @@ async def apply_price_change(session: AsyncSession, envelope: EventEnvelope) -> 
     if change.store_id is None:
         if change.price is None:
             raise PoisonMessage("an HQ price cannot be removed")
-        # The HQ price lives on the product row; a newer full snapshot supersedes it.
+        placeholder = pg.insert(CatalogProduct).values(
+            merchant_id=merchant_id,
+            product_id=change.product_id,
+            version=0,
+            price_version=change.version,
+            sku="",
+            name="",
+            unit="",
+            currency=change.price.currency,
+            price=change.price.amount,
+            tax_rate_bps=0,
+            is_tobacco=False,
+            status=PLACEHOLDER_STATUS,
+        )
         await session.execute(
-            sa.update(CatalogProduct)
-            .where(
-                CatalogProduct.product_id == change.product_id,
-                CatalogProduct.version < change.version,
-            )
-            .values(
-                price=change.price.amount, currency=change.price.currency, version=change.version
+            placeholder.on_conflict_do_update(
+                index_elements=[CatalogProduct.merchant_id, CatalogProduct.product_id],
+                set_={
+                    "price": placeholder.excluded.price,
+                    "currency": placeholder.excluded.currency,
+                    "price_version": placeholder.excluded.price_version,
+                },
+                where=CatalogProduct.price_version < placeholder.excluded.price_version,
             )
         )
         return
     values = {
+        "merchant_id": merchant_id,
         "product_id": change.product_id,
         "store_id": change.store_id,
-        "merchant_id": merchant_id,
         "version": change.version,
         "currency": change.price.currency if change.price else None,
         "price": change.price.amount if change.price else None,
     }
+    # A removal is kept as a row with a null price: a replayed older price cannot come back.
     stmt = pg.insert(CatalogStorePrice).values(values)
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[CatalogStorePrice.product_id, CatalogStorePrice.store_id],
+            index_elements=[
+                CatalogStorePrice.merchant_id,
+                CatalogStorePrice.product_id,
+                CatalogStorePrice.store_id,
+            ],
             set_={k: stmt.excluded[k] for k in ("version", "currency", "price")},
             where=CatalogStorePrice.version < stmt.excluded.version,
         )

@@ -2,7 +2,9 @@
 
 Each effect is keyed by the payment or refund id (a primary key, inserted with ``ON CONFLICT
 DO NOTHING``), on top of the inbox's event-id dedupe, so a payment re-announced under a new
-event id is still counted once.
+event id is still counted once. Order does not matter: a tender or refund that arrives before
+its order waits for it (placing the order settles it), a refund that arrives before its
+payment's success waits until the order is paid, and a failure never undoes a success.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ handlers = HandlerRegistry()
 async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     payment = PaymentSucceeded.model_validate(envelope.payload)
-    # The order's lock first: two tenders of one order are counted one after the other.
-    order = await service.load(session, merchant_id, payment.order_id, for_update=True)
+    order = await service.load_for_event(session, merchant_id, payment.order_id)
     inserted = await session.execute(
         pg.insert(Tender)
         .values(
@@ -50,6 +51,8 @@ async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> N
         log.info("payment %s for order %s, not placed yet", payment.payment_id, payment.order_id)
         return
     if order.status == "cancelled":
+        # Payments refunds a capture for a cancelled order by itself; the tender and that
+        # refund are shown on the order, which stays cancelled.
         log.warning("payment %s succeeded for cancelled order %s", payment.payment_id, order.id)
     await service.settle(
         session,
@@ -63,11 +66,7 @@ async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> N
 async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     refunded = PaymentRefunded.model_validate(envelope.payload)
-    order = await service.load(session, merchant_id, refunded.order_id, for_update=True)
-    if order is None:
-        # Payments refunds only what was paid, and a payment needs its order to be placed
-        # before it can count; retrying lets a late order arrive first.
-        raise LookupError(f"refund {refunded.refund_id} for unknown order {refunded.order_id}")
+    order = await service.load_for_event(session, merchant_id, refunded.order_id)
     inserted = await session.execute(
         pg.insert(Refund)
         .values(
@@ -78,19 +77,18 @@ async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> No
             method=refunded.method,
             currency=refunded.amount.currency,
             amount=refunded.amount.amount,
-            returned_lines=service.returned_lines_json(refunded.returned_lines),
+            requested_returned_lines=service.returned_lines_json(refunded.returned_lines),
+            returned_lines=[],
         )
         .on_conflict_do_nothing(index_elements=[Refund.merchant_id, Refund.refund_id])
         .returning(Refund.refund_id)
     )
-    if inserted.scalar_one_or_none() is None:
+    if inserted.scalar_one_or_none() is None or order is None:
+        # Known already, or its order is not placed yet: placing it counts the refund.
         return
-    refund = await session.get(Refund, (merchant_id, refunded.refund_id))
-    assert refund is not None
-    await service.record_refund(
+    await service.settle(
         session,
         order,
-        refund,
         causation_id=envelope.event_id,
         correlation_id=envelope.correlation_id or envelope.event_id,
     )
@@ -100,6 +98,7 @@ async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> No
 async def payment_failed(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     failed = PaymentFailed.model_validate(envelope.payload)
+    # History only: a failure arriving after the same payment's success changes nothing.
     await session.execute(
         pg.insert(PaymentFailure)
         .values(

@@ -37,7 +37,9 @@ async def place_order(
     """Place an order under its client-generated id (``orders:write``).
 
     Sending the same order again returns it with 200; the same id with a different body is
-    409 ``order_id_conflict``.
+    409 ``order_id_conflict``. The store and the member must be known to orders for the
+    caller's merchant (422 ``unknown_store``, ``unknown_member``); ``occurred_at`` may be at
+    most five minutes ahead (422 ``occurred_in_future``).
     """
     order, created = await service.place_order(session, principal, body)
     if not created:
@@ -84,7 +86,10 @@ async def cancel_order(
     session: SessionDep,
     body: Annotated[CancelIn | None, Body()] = None,
 ) -> OrderOut:
-    """Cancel an order that is not paid yet (``orders:write``)."""
+    """Cancel an order that is not paid yet and holds no money (``orders:write``).
+
+    While its succeeded tenders are not all refunded: 409 ``order_has_payments`` (refund
+    first)."""
     return await service.cancel(session, principal, order_id, body.reason if body else None)
 
 

@@ -1,16 +1,54 @@
-"""Request and response models of the orders API."""
+"""Request and response models of the orders API.
+
+The request bounds keep every event an order produces (placed, paid, kitchen tickets) well
+under the broker's 1 MiB message limit, even with every text field at its longest; the test
+``test_largest_valid_order_events_fit_the_broker`` holds them to it."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contracts.events.orders import Channel, TenderMethod
 from contracts.money import Money
+
+#: Lines per order; a supermarket basket of 200 distinct products is already exceptional.
+MAX_LINES = 200
+MAX_NOTES_LENGTH = 100
+MAX_MODIFIERS = 5
+MAX_MODIFIER_LENGTH = 30
+MAX_TABLE_LENGTH = 32
+MAX_QUANTITY = 100_000
+
+# Notes, modifiers and table labels are printed on kitchen tickets and receipts: a control
+# character there would reach an ESC/POS printer as a command (cut, open the cash drawer).
+# A line break is allowed in notes. NUL is refused for every field by the platform.
+_CONTROL = re.compile(r"[\x01-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "control_character", "must not contain control characters (line breaks are fine)"
+        )
+    return value
+
+
+Printable = AfterValidator(_printable)
 
 OrderStatus = Literal[
     "open", "placed", "paid", "completed", "cancelled", "partially_refunded", "refunded"
@@ -25,11 +63,21 @@ class LineIn(BaseModel):
 
     product_id: uuid.UUID | None = None
     barcode: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    quantity: Annotated[int, Strict(), Field(gt=0, le=100_000)]
-    notes: Annotated[str, Field(max_length=500)] | None = None
-    modifiers: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=50)] = []
+    quantity: Annotated[int, Strict(), Field(gt=0, le=MAX_QUANTITY)]
+    notes: Annotated[str, Field(max_length=MAX_NOTES_LENGTH), Printable] | None = None
+    modifiers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_MODIFIER_LENGTH), Printable]],
+        Field(max_length=MAX_MODIFIERS),
+    ] = []
     discount: Money | None = Field(default=None, description="Manual discount on the line.")
     unit_price: Money | None = Field(default=None, description="Price override per unit.")
+
+    @field_validator("discount", "unit_price")
+    @classmethod
+    def _not_negative(cls, value: Money | None) -> Money | None:
+        if value is not None and value.is_negative:
+            raise PydanticCustomError("negative_amount", "must not be negative")
+        return value
 
     @model_validator(mode="after")
     def _one_reference(self) -> LineIn:
@@ -47,9 +95,9 @@ class OrderCreate(BaseModel):
     channel: Channel
     store_id: uuid.UUID
     member_id: uuid.UUID | None = None
-    table: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH), Printable] | None = None
     people_count: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=500)]
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     occurred_at: AwareDatetime = Field(description="When the client took the order.")
 
 
@@ -86,11 +134,17 @@ class ReturnedLineOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    """``returned_lines`` are the goods orders accepted back (restocked by inventory);
+    ``requested_returned_lines`` what the refund asked for. ``announced`` is false while the
+    refund waits for its order to be paid (or for good, on a cancelled order)."""
+
     refund_id: uuid.UUID
     payment_id: uuid.UUID
     method: TenderMethod
     amount: Money
     returned_lines: list[ReturnedLineOut]
+    requested_returned_lines: list[ReturnedLineOut]
+    announced: bool
     recorded_at: datetime
 
 

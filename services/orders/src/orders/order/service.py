@@ -1,5 +1,6 @@
-"""Order logic: placement priced from the catalog replica, the state machine, tenders and
-refunds from payments' events, and kitchen tickets.
+"""Order logic: placement priced from the catalog replica (refusing unknown stores and
+members, future dates and amounts out of range), the state machine, tenders and refunds from
+payments' events in any order (returned goods checked against the order), and kitchen tickets.
 
 Every state change writes its ``orders.*`` event to the outbox in the same transaction.
 """
@@ -11,7 +12,7 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,9 +34,11 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
+from orders.catalog.handlers import PLACEHOLDER_STATUS
 from orders.models import (
     CatalogProduct,
     CatalogStorePrice,
+    Member,
     Order,
     OrderLine,
     Refund,
@@ -60,6 +63,7 @@ from servicekit.errors import (
     IllegalState,
     Locked,
     NotFound,
+    Problem,
     ValidationFailed,
 )
 from servicekit.outbox import add_event
@@ -68,6 +72,13 @@ PRODUCER = "orders"
 DISCOUNT_SCOPE = "orders:discount"
 #: Channels whose lines with a kitchen station are sent to the kitchen.
 KITCHEN_CHANNELS = frozenset({"pos", "mini_program", "qr_table"})
+#: The largest amount an order or one of its lines may reach, in minor units: the largest
+#: integer a JSON client parsing numbers as doubles still reads exactly.
+MAX_ORDER_AMOUNT = 2**53 - 1
+#: How far ahead of our clock a till's clock may run before its ``occurred_at`` is refused.
+CLOCK_SKEW = timedelta(minutes=5)
+#: States in which the order's money was taken and refunds are announced.
+PAID_STATES = frozenset({"paid", "completed", "partially_refunded", "refunded"})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"placed", "cancelled"}),
@@ -119,6 +130,31 @@ def _money(order: Order, amount: int) -> Money:
     return Money.of(amount, order.currency)
 
 
+def _transient(problem: Problem) -> Problem:
+    """Mark an answer that may change once a replica catches up, so it is never kept as the
+    final answer to an ``Idempotency-Key``."""
+    problem.transient = True  # type: ignore[attr-defined]
+    return problem
+
+
+async def lock_order_key(
+    session: AsyncSession, merchant_id: uuid.UUID, order_id: uuid.UUID
+) -> None:
+    """Serialise placing an order with recording its payments and refunds.
+
+    A tender or refund can arrive before its order (an offline till) and the two transactions
+    cannot see each other's uncommitted rows; without a common lock each could miss the other
+    and the payment would never settle the order. The lock is held until commit.
+    """
+    await session.execute(
+        sa.select(
+            sa.func.pg_advisory_xact_lock(
+                sa.func.hashtextextended(f"order:{merchant_id}:{order_id}", 0)
+            )
+        )
+    )
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -133,6 +169,21 @@ async def load(
     if for_update:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def load_for_event(
+    session: AsyncSession, merchant_id: uuid.UUID, order_id: uuid.UUID
+) -> Order | None:
+    """The order, row-locked, for recording a payment's or refund's event.
+
+    A visible order row means its placement committed, settlement included. When there is
+    none yet, the order key's lock makes a concurrent placement either finish first (and be
+    found now) or wait until this event's row is committed (and see it when it settles)."""
+    order = await load(session, merchant_id, order_id, for_update=True)
+    if order is None:
+        await lock_order_key(session, merchant_id, order_id)
+        order = await load(session, merchant_id, order_id, for_update=True)
+    return order
 
 
 async def get_visible(
@@ -233,6 +284,10 @@ async def order_out(session: AsyncSession, order: Order) -> OrderOut:
                 method=r.method,
                 amount=Money.of(r.amount, r.currency),
                 returned_lines=[ReturnedLineOut.model_validate(x) for x in r.returned_lines],
+                requested_returned_lines=[
+                    ReturnedLineOut.model_validate(x) for x in r.requested_returned_lines
+                ],
+                announced=r.announced_at is not None,
                 recorded_at=r.recorded_at,
             )
             for r in refunds
@@ -249,14 +304,26 @@ def request_hash(body: OrderCreate) -> str:
 
 
 async def ensure_store_writable(
-    session: AsyncSession, merchant_id: uuid.UUID, store_id: uuid.UUID
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    *,
+    must_be_known: bool = False,
 ) -> None:
-    """423 when identity locked the store; a store identity never told us about is open."""
-    store = await session.get(Store, store_id)
+    """423 when identity locked the store. A new order needs a store identity announced for
+    this merchant (422 ``unknown_store`` otherwise, the same for another merchant's store);
+    orders placed before the store replica existed stay changeable."""
+    store = await session.get(Store, (merchant_id, store_id))
     if store is None:
+        if must_be_known:
+            raise _transient(
+                ValidationFailed(
+                    [FieldError("store_id", "unknown_store", "No such store.")],
+                    "No such store for this merchant.",
+                    code="unknown_store",
+                )
+            )
         return
-    if store.merchant_id != merchant_id:
-        raise NotFound("Store not found.")
     if store.status != "active":
         raise Locked(
             f"The store is {store.status.replace('_', '-')}: it takes no new sales or changes.",
@@ -306,7 +373,7 @@ async def _resolve_products(
         else:
             assert line.barcode is not None
             product, field = by_barcode.get(line.barcode), f"lines[{i}].barcode"
-        if product is None:
+        if product is None or product.status == PLACEHOLDER_STATUS:
             errors.append(FieldError(field, "unknown_product", "No such product in the catalog."))
         elif product.status != "active":
             errors.append(FieldError(field, "product_inactive", "The product is not on sale."))
@@ -326,6 +393,7 @@ async def _price_lines(
         for row in (
             await session.execute(
                 sa.select(CatalogStorePrice).where(
+                    CatalogStorePrice.merchant_id == merchant_id,
                     CatalogStorePrice.store_id == body.store_id,
                     CatalogStorePrice.product_id.in_({p.product_id for p in products}),
                     CatalogStorePrice.price.is_not(None),
@@ -347,6 +415,22 @@ async def _price_lines(
                 FieldError(f"lines[{i}].unit_price", "currency_mismatch", "wrong currency.")
             )
             continue
+        if unit_price.is_negative:
+            errors.append(
+                FieldError(f"lines[{i}].unit_price", "negative_amount", "must not be negative.")
+            )
+            continue
+        # Integers first: Money refuses amounts beyond a BIGINT, and a line of 100,000 units
+        # at a huge price must be a 422, not an error while building it.
+        if unit_price.amount * line.quantity > MAX_ORDER_AMOUNT:
+            errors.append(
+                FieldError(
+                    f"lines[{i}].quantity",
+                    "amount_out_of_range",
+                    f"price times quantity exceeds {MAX_ORDER_AMOUNT} minor units.",
+                )
+            )
+            continue
         discount = line.discount or Money.zero(unit_price.currency)
         item = _Priced(line, product, unit_price, line.unit_price is not None, discount)
         if discount.currency != unit_price.currency:
@@ -365,9 +449,61 @@ async def _price_lines(
             priced.append(item)
     if not errors and len({p.unit_price.currency for p in priced}) > 1:
         errors.append(FieldError("lines", "currency_mismatch", "all lines must share a currency."))
+    if not errors and sum(p.gross.amount for p in priced) > MAX_ORDER_AMOUNT:
+        errors.append(
+            FieldError(
+                "lines", "amount_out_of_range", f"the order exceeds {MAX_ORDER_AMOUNT} minor units."
+            )
+        )
+    if not errors and sum(p.gross.amount - p.discount.amount for p in priced) <= 0:
+        errors.append(
+            FieldError(
+                "lines",
+                "total_not_positive",
+                "the order's total must be above zero: an order is paid only by a payment.",
+            )
+        )
     if errors:
         raise ValidationFailed(errors)
     return priced
+
+
+async def _check_member(
+    session: AsyncSession, merchant_id: uuid.UUID, member_id: uuid.UUID | None
+) -> None:
+    if member_id is None:
+        return
+    known = await session.scalar(
+        sa.select(sa.literal(True)).where(
+            Member.merchant_id == merchant_id, Member.member_id == member_id
+        )
+    )
+    if not known:
+        # Refused rather than kept: the points of an order for a member nobody knows would be
+        # lost without a word. A member created a moment ago may not have reached us yet,
+        # hence transient: the till's retry runs again instead of replaying this answer.
+        raise _transient(
+            ValidationFailed(
+                [FieldError("member_id", "unknown_member", "No such member.")],
+                "No such member for this merchant.",
+                code="unknown_member",
+            )
+        )
+
+
+def _check_occurred_at(body: OrderCreate, now: datetime) -> None:
+    if body.occurred_at > now + CLOCK_SKEW:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "occurred_at",
+                    "occurred_in_future",
+                    "is more than five minutes ahead of the server's clock.",
+                )
+            ],
+            "The order is dated in the future.",
+            code="occurred_in_future",
+        )
 
 
 async def place_order(
@@ -376,6 +512,7 @@ async def place_order(
     """Place the order; ``(order, False)`` when this exact order was placed before."""
     require_store_access(principal, body.store_id)
     digest = request_hash(body)
+    await lock_order_key(session, principal.merchant_id, body.id)
     existing = await load(session, principal.merchant_id, body.id)
     if existing is not None:
         return await _existing(session, principal, existing, digest), False
@@ -385,12 +522,14 @@ async def place_order(
             "Discounts and price overrides require the 'orders:discount' permission.",
             missing_permission=DISCOUNT_SCOPE,
         )
-    await ensure_store_writable(session, principal.merchant_id, body.store_id)
+    now = datetime.now(UTC)
+    _check_occurred_at(body, now)
+    await ensure_store_writable(session, principal.merchant_id, body.store_id, must_be_known=True)
+    await _check_member(session, principal.merchant_id, body.member_id)
     priced = await _price_lines(session, principal.merchant_id, body)
     currency = priced[0].unit_price.currency
     subtotal = Money.total((p.gross for p in priced), currency)
     discount_total = Money.total((p.discount for p in priced), currency)
-    now = datetime.now(UTC)
     inserted = await session.execute(
         pg.insert(Order)
         .values(
@@ -417,7 +556,7 @@ async def place_order(
         .returning(Order.id)
     )
     if inserted.scalar_one_or_none() is None:
-        # A concurrent request with the same id committed first.
+        # Cannot happen under the order key's lock; kept as a guard should that ever change.
         raced = await load(session, principal.merchant_id, body.id)
         assert raced is not None
         return await _existing(session, principal, raced, digest), False
@@ -533,6 +672,15 @@ async def cancel(
 ) -> OrderOut:
     order = await get_visible(session, principal, order_id, for_update=True)
     await ensure_store_writable(session, order.merchant_id, order.store_id)
+    held = order.paid_total - order.refunded_total
+    if held > 0 and order.status != "cancelled":
+        # Cancelling would keep the customer's money against an order that sells nothing.
+        raise IllegalState(
+            "order_has_payments",
+            "The order holds payments: refund them before cancelling it.",
+            paid_total=_money(order, order.paid_total),
+            refunded_total=_money(order, order.refunded_total),
+        )
     transition(order, "cancelled")
     order.cancelled_at = datetime.now(UTC)
     order.cancel_reason = reason
@@ -562,78 +710,172 @@ async def settle(
     causation_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
 ) -> None:
-    """Bring ``paid_total`` up to date from the tenders; a placed order whose tenders cover
-    its total becomes paid and announces it. The caller holds the order's row lock."""
+    """Bring ``paid_total`` and ``refunded_total`` up to date from the tenders and refunds; a
+    placed order whose tenders cover its total becomes paid and announces it, then announces
+    the refunds that arrived before it was paid. The caller holds the order's row lock.
+
+    Tenders of a cancelled order (a capture after the cancel, refunded by payments) are
+    counted and shown but never reopen or pay it."""
     tenders = await _tenders(session, order.merchant_id, order.id)
     order.paid_total = sum(t.amount for t in tenders if t.currency == order.currency)
-    if order.status != "placed" or order.paid_total < order.total:
-        return
-    transition(order, "paid")
-    order.paid_at = datetime.now(UTC)
-    lines = await _lines(session, order)
-    await _emit(
-        session,
-        order,
-        OrderPaid(
-            order_id=order.id,
-            store_id=order.store_id,
-            channel=order.channel,
-            member_id=order.member_id,
-            lines=[_line_payload(order, line) for line in lines],
-            subtotal=_money(order, order.subtotal),
-            discount_total=_money(order, order.discount_total),
-            total=_money(order, order.total),
-            tenders=[
-                TenderPayload(
-                    payment_id=t.payment_id,
-                    method=t.method,
-                    amount=Money.of(t.amount, t.currency),
-                )
-                for t in tenders
-            ],
-            occurred_at=order.occurred_at,
-            paid_at=order.paid_at,
-        ),
-        causation_id=causation_id,
-        correlation_id=correlation_id,
+    refunded, unannounced = (
+        await session.execute(
+            sa.select(
+                sa.func.coalesce(
+                    sa.func.sum(Refund.amount).filter(Refund.currency == order.currency), 0
+                ),
+                sa.func.count().filter(Refund.announced_at.is_(None)),
+            ).where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
+        )
+    ).one()
+    order.refunded_total = int(refunded)
+    order.updated_at = datetime.now(UTC)
+    if order.status == "placed" and tenders and order.total > 0 and order.paid_total >= order.total:
+        transition(order, "paid")
+        order.paid_at = datetime.now(UTC)
+        lines = await _lines(session, order)
+        await _emit(
+            session,
+            order,
+            OrderPaid(
+                order_id=order.id,
+                store_id=order.store_id,
+                channel=order.channel,
+                member_id=order.member_id,
+                lines=[_line_payload(order, line) for line in lines],
+                subtotal=_money(order, order.subtotal),
+                discount_total=_money(order, order.discount_total),
+                total=_money(order, order.total),
+                tenders=[
+                    TenderPayload(
+                        payment_id=t.payment_id,
+                        method=t.method,
+                        amount=Money.of(t.amount, t.currency),
+                    )
+                    for t in tenders
+                ],
+                occurred_at=order.occurred_at,
+                paid_at=order.paid_at,
+            ),
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
+    if unannounced:
+        await announce_refunds(
+            session, order, causation_id=causation_id, correlation_id=correlation_id
+        )
+
+
+_RETURNED_SO_FAR = sa.text(
+    """
+    SELECT e.value->>'product_id', sum((e.value->>'quantity')::numeric)
+    FROM order_refunds r, jsonb_array_elements(r.returned_lines) e
+    WHERE r.merchant_id = :merchant_id AND r.order_id = :order_id
+      AND r.announced_at IS NOT NULL
+    GROUP BY 1
+    """
+)
+
+
+async def _returned_so_far(session: AsyncSession, order: Order) -> dict[uuid.UUID, int]:
+    rows = await session.execute(
+        _RETURNED_SO_FAR, {"merchant_id": order.merchant_id, "order_id": order.id}
     )
+    return {uuid.UUID(product): int(quantity) for product, quantity in rows.all()}
 
 
-async def record_refund(
+async def _sold(session: AsyncSession, order: Order) -> dict[uuid.UUID, int]:
+    rows = await session.execute(
+        sa.select(OrderLine.product_id, sa.func.sum(OrderLine.quantity))
+        .where(OrderLine.merchant_id == order.merchant_id, OrderLine.order_id == order.id)
+        .group_by(OrderLine.product_id)
+    )
+    return {product: int(quantity) for product, quantity in rows.all()}
+
+
+def accept_returned_lines(
+    requested: list[dict[str, Any]], sold: dict[uuid.UUID, int], returned: dict[uuid.UUID, int]
+) -> list[dict[str, Any]]:
+    """The goods orders takes back: only products on the order, at most sold minus already
+    returned (``returned`` is updated). Requested lines of one product are added up first."""
+    wanted: dict[uuid.UUID, int] = {}
+    for line in requested:
+        product = uuid.UUID(str(line["product_id"]))
+        wanted[product] = wanted.get(product, 0) + int(line["quantity"])
+    accepted: list[dict[str, Any]] = []
+    for product, quantity in wanted.items():
+        room = sold.get(product, 0) - returned.get(product, 0)
+        take = min(quantity, room)
+        if take > 0:
+            returned[product] = returned.get(product, 0) + take
+            accepted.append({"product_id": str(product), "quantity": take})
+    return accepted
+
+
+async def announce_refunds(
     session: AsyncSession,
     order: Order,
-    refund: Refund,
     *,
     causation_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
 ) -> None:
-    """Count a newly recorded refund against ``order`` (row-locked by the caller)."""
-    order.refunded_total += refund.amount
-    if order.status not in ("paid", "completed", "partially_refunded"):
-        # Money went back for an order that was never fully paid (a partial tender of a
-        # cancelled order): recorded above, no state to move.
-        order.updated_at = datetime.now(UTC)
+    """Announce, oldest first, the refunds recorded but not yet announced for a paid order
+    (row-locked by the caller), each with only the returned lines orders accepts: inventory
+    restocks from ``orders.order.refunded`` and must never restock what was not sold. A
+    refund of an order that was never paid (cancelled, or not yet paid) waits unannounced."""
+    if order.status not in PAID_STATES:
         return
-    fully = order.refunded_total >= order.paid_total
-    transition(order, "refunded" if fully else "partially_refunded")
-    await _emit(
-        session,
-        order,
-        OrderRefunded(
-            order_id=order.id,
-            store_id=order.store_id,
-            member_id=order.member_id,
-            refund_id=refund.refund_id,
-            payment_id=refund.payment_id,
-            amount=Money.of(refund.amount, refund.currency),
-            refunded_total=_money(order, order.refunded_total),
-            order_total=_money(order, order.total),
-            returned_lines=[ReturnedLine.model_validate(x) for x in refund.returned_lines],
-            fully_refunded=fully,
-        ),
-        causation_id=causation_id,
-        correlation_id=correlation_id,
+    pending = list(
+        (
+            await session.execute(
+                sa.select(Refund)
+                .where(
+                    Refund.merchant_id == order.merchant_id,
+                    Refund.order_id == order.id,
+                    Refund.announced_at.is_(None),
+                )
+                .order_by(Refund.recorded_at, Refund.refund_id)
+            )
+        ).scalars()
     )
+    if not pending:
+        return
+    wants_goods = any(refund.requested_returned_lines for refund in pending)
+    sold = await _sold(session, order) if wants_goods else {}
+    returned = await _returned_so_far(session, order) if wants_goods else {}
+    announced_total = order.refunded_total - sum(
+        r.amount for r in pending if r.currency == order.currency
+    )
+    now = datetime.now(UTC)
+    for refund in pending:
+        refund.returned_lines = accept_returned_lines(
+            refund.requested_returned_lines, sold, returned
+        )
+        refund.announced_at = now
+        if refund.currency == order.currency:
+            announced_total += refund.amount
+        fully = announced_total >= order.paid_total
+        target = "refunded" if fully else "partially_refunded"
+        if order.status != "refunded":
+            transition(order, target)
+        await _emit(
+            session,
+            order,
+            OrderRefunded(
+                order_id=order.id,
+                store_id=order.store_id,
+                member_id=order.member_id,
+                refund_id=refund.refund_id,
+                payment_id=refund.payment_id,
+                amount=Money.of(refund.amount, refund.currency),
+                refunded_total=_money(order, announced_total),
+                order_total=_money(order, order.total),
+                returned_lines=[ReturnedLine.model_validate(x) for x in refund.returned_lines],
+                fully_refunded=fully,
+            ),
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
 
 
 def returned_lines_json(lines: list[ReturnedLine]) -> list[dict[str, Any]]:

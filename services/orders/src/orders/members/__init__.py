@@ -1,0 +1,1 @@
+"""The members replica: which member ids exist, per merchant."""

@@ -1,0 +1,28 @@
+"""Keep the members replica from ``members.member.created`` events.
+
+Members are never deleted (there is no such event), so the replica only grows: a redelivered
+or replayed creation changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import EventEnvelope
+from contracts.events.members import MemberCreated
+from orders.catalog.handlers import merchant_of
+from orders.models import Member
+from servicekit.consumer import HandlerRegistry
+
+handlers = HandlerRegistry()
+
+
+@handlers.on("members.member.created")
+async def member_created(session: AsyncSession, envelope: EventEnvelope) -> None:
+    member = MemberCreated.model_validate(envelope.payload)
+    await session.execute(
+        pg.insert(Member)
+        .values(merchant_id=merchant_of(envelope), member_id=member.member_id, level=member.level)
+        .on_conflict_do_nothing(index_elements=[Member.merchant_id, Member.member_id])
+    )
