@@ -5,6 +5,9 @@ from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
 
+#: The sandbox secret shipped in this repository: anyone can sign notifications with it.
+DEFAULT_SANDBOX_SECRET = "sandbox-notify-secret-change-me"
+
 
 class Settings(ServiceSettings):
     service_name = "payments"
@@ -25,7 +28,7 @@ class Settings(ServiceSettings):
         }
     )
     #: Shared secret of the sandbox provider's signed notifications.
-    sandbox_secret: str = "sandbox-notify-secret-change-me"
+    sandbox_secret: str = DEFAULT_SANDBOX_SECRET
     #: Seconds the sandbox waits before it calls back.
     sandbox_notify_delay: float = 0.2
     #: Whether requests may carry ``sandbox`` instructions (never in production).
@@ -39,3 +42,23 @@ class Settings(ServiceSettings):
     #: Pause between two passes of the background reconciler.
     reconcile_interval_seconds: float = 10.0
     run_reconciler: bool = True
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        sandboxed = sorted(m for m, provider in self.method_providers.items() if provider == "sandbox")
+        if sandboxed:
+            problems.append(
+                f"{self.env_name('method_providers')} routes {', '.join(sandboxed)} to the sandbox "
+                "provider, which confirms payments nobody made"
+            )
+        if self.sandbox_secret == DEFAULT_SANDBOX_SECRET:
+            problems.append(
+                f"{self.env_name('sandbox_secret')} has its published default value: anyone can "
+                "sign provider notifications with it"
+            )
+        if self.sandbox_instructions_enabled:
+            problems.append(
+                f"{self.env_name('sandbox_instructions_enabled')} is on: requests could steer "
+                "the provider's answer"
+            )
+        return problems
