@@ -18,11 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from identity.main import code_sender_for, create_app
-from identity.testing import make_settings, new_phone
+from identity.testing import MIGRATIONS, make_settings, new_phone
 from identity.verification.aliyun import AliyunSmsSender, recipient
 from servicekit.bus.factory import InMemoryBus
 from servicekit.testing.plugin import CreateDatabase
-from identity.testing import MIGRATIONS
 
 KEY_ID = "LTAI5tFakeKeyId"
 KEY_SECRET = "fake/secret+with=odd~chars"

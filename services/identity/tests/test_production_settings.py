@@ -62,5 +62,7 @@ def test_the_local_defaults_run_outside_production_only() -> None:
     local.check_production()
     assert isinstance(code_sender_for(local), LogCodeSender)
     with pytest.raises(UnsafeSettingsError) as refused:
-        Settings(COUNTERTOP_ENV="production", seed_demo=True, dev_code_endpoint=True).check_production()
+        Settings(
+            COUNTERTOP_ENV="production", seed_demo=True, dev_code_endpoint=True
+        ).check_production()
     assert len(refused.value.problems) == 4

@@ -23,9 +23,9 @@ from identity.regions.router import router as regions_router
 from identity.seed import seed_demo
 from identity.staff.router import router as staff_router
 from identity.stores.router import router as stores_router
+from identity.verification.aliyun import AliyunSmsSender
 from identity.verification.router import dev_router
 from identity.verification.router import router as verification_router
-from identity.verification.aliyun import AliyunSmsSender
 from identity.verification.sender import CodeSender, LogCodeSender
 from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER, Runtime
 from servicekit.app import create_app as build_app

@@ -45,7 +45,9 @@ class Settings(ServiceSettings):
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
-        sandboxed = sorted(m for m, provider in self.method_providers.items() if provider == "sandbox")
+        sandboxed = sorted(
+            m for m, provider in self.method_providers.items() if provider == "sandbox"
+        )
         if sandboxed:
             problems.append(
                 f"{self.env_name('method_providers')} routes {', '.join(sandboxed)} to the sandbox "

@@ -13,10 +13,12 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import utcnow
 from identity.audit.service import record
+from identity.common.concurrency import lock_merchant
 from identity.common.permissions import ALL_SCOPES
 from identity.context import Identity
 from identity.deps import Actor, load_actor
@@ -54,6 +56,8 @@ async def start(
     _require_super_admin(actor)
     if body.phone == actor.staff.phone:
         raise ValidationFailed([FieldError("phone", "same_phone", "That is your own phone.")])
+    # Two starts at once queue here; the partial unique index is the last word.
+    await lock_merchant(session, actor.merchant_id)
     open_one = await session.scalar(
         sa.select(Handover.id).where(
             Handover.merchant_id == actor.merchant_id,
@@ -75,7 +79,11 @@ async def start(
         status="pending",
     )
     session.add(handover)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict("A handover is already under way.", code="handover_in_progress") from None
     await codes.issue(
         session, identity.settings, identity.sender, body.phone, Purpose.ADMIN_HANDOVER
     )

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity import events
 from identity.audit.service import record
+from identity.common.concurrency import check_version
 from identity.common.permissions import ALL_SCOPES
 from identity.context import Identity
 from identity.deps import Actor
@@ -28,7 +29,6 @@ from identity.staff.schemas import StaffCreate, StaffOut
 from identity.stores import service as store_service
 from identity.stores.models import Store
 from identity.stores.schemas import StoreCreate, StoreOut
-from identity.stores.service import check_version
 from identity.verification import service as codes
 from identity.verification.schemas import Purpose
 from servicekit.auth import Role

@@ -45,7 +45,9 @@ class StaffUpdate(VersionedUpdate):
 class RoleChange(Assignment):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int | None = Field(
+        default=None, ge=1, description="Required: the version you read. Missing: 428; stale: 409."
+    )
 
 
 class StaffOut(BaseModel):
@@ -107,3 +109,8 @@ class Deactivation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = CodeField
+
+
+class UnlockOut(BaseModel):
+    staff_id: uuid.UUID
+    was_throttled: bool = Field(description="Whether a sign-in delay was in force and lifted.")

@@ -20,7 +20,13 @@ from urllib.parse import quote
 
 import httpx
 
-from servicekit.errors import FieldError, Problem, ServiceUnavailable, TooManyRequests, ValidationFailed
+from servicekit.errors import (
+    FieldError,
+    Problem,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +132,18 @@ class AliyunSmsSender:
         )
         if provider_code in _UNREACHABLE:
             raise ValidationFailed(
-                [FieldError("phone", "unreachable", "This phone number cannot receive text messages.")],
+                [
+                    FieldError(
+                        "phone", "unreachable", "This phone number cannot receive text messages."
+                    )
+                ],
                 "This phone number cannot receive text messages.",
                 code="phone_unreachable",
             )
         if provider_code in _RATE_LIMITED:
             raise TooManyRequests(
-                60, "Too many text messages to this phone; try again later.", code="sms_rate_limited"
+                60,
+                "Too many text messages to this phone; try again later.",
+                code="sms_rate_limited",
             )
         raise Problem(502, "sms_send_failed", "The SMS provider refused the message.")
