@@ -109,7 +109,7 @@ async def accept(
     body: HandoverAccept,
     ip: str | None,
 ) -> HandoverOut:
-    handover = await session.get(Handover, handover_id, with_for_update=True)
+    handover = await session.get(Handover, handover_id, with_for_update={"key_share": True})
     if handover is None or handover.status != "pending" or handover.phone != body.phone:
         # Indistinguishable from a wrong code: the id alone proves nothing.
         raise NotFound("Handover not found.")
@@ -117,7 +117,7 @@ async def accept(
     staff = await session.scalar(
         sa.select(Staff)
         .where(Staff.merchant_id == handover.merchant_id, Staff.phone == body.phone)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if staff is None:
         if body.password is None:
@@ -168,7 +168,7 @@ async def accept(
 
 
 async def _load(session: AsyncSession, actor: Actor, handover_id: uuid.UUID) -> Handover:
-    handover = await session.get(Handover, handover_id, with_for_update=True)
+    handover = await session.get(Handover, handover_id, with_for_update={"key_share": True})
     if handover is None or handover.merchant_id != actor.merchant_id:
         raise NotFound("Handover not found.")
     return handover
@@ -194,7 +194,7 @@ async def complete(
         raise IllegalState(
             "handover_not_accepted", "The incoming super admin has not accepted yet."
         )
-    outgoing = await session.get(Staff, actor.id, with_for_update=True)
+    outgoing = await session.get(Staff, actor.id, with_for_update={"key_share": True})
     assert outgoing is not None
     # The incoming admin is a super admin by now, so this check passes unless they left.
     await staff_service.ensure_other_super_admin(session, outgoing)

@@ -131,7 +131,7 @@ async def signup(
 async def _load(session: AsyncSession, actor: Actor, merchant_id: uuid.UUID) -> Merchant:
     if merchant_id != actor.merchant_id:
         raise NotFound("Merchant not found.")
-    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    merchant = await session.get(Merchant, merchant_id, with_for_update={"key_share": True})
     if merchant is None:
         raise NotFound("Merchant not found.")
     return merchant

@@ -27,7 +27,7 @@ async def _load(
 ) -> Region:
     stmt = _visible(actor).where(Region.id == region_id)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     region = await session.scalar(stmt)
     if region is None:
         raise NotFound("Region not found.")

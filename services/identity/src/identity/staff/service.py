@@ -199,7 +199,7 @@ async def load(session: AsyncSession, actor: Actor, staff_id: uuid.UUID) -> Staf
     staff = await session.scalar(
         _visible(actor)
         .where(Staff.id == staff_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if staff is None:
@@ -452,7 +452,7 @@ async def change_phone(
     ip: str | None,
 ) -> StaffOut:
     """Move the account to a new phone, proven with a ``phone_change`` code sent to it."""
-    staff = await session.get(Staff, staff_id, with_for_update=True)
+    staff = await session.get(Staff, staff_id, with_for_update={"key_share": True})
     assert staff is not None
     await codes.consume(session, settings, body.phone, Purpose.PHONE_CHANGE, body.code)
     if await _phone_taken(session, staff.merchant_id, body.phone):
@@ -481,7 +481,7 @@ async def deactivate_self(
     ip: str | None,
 ) -> None:
     """Close one's own account with an ``account_deactivation`` code; the records stay."""
-    staff = await session.get(Staff, staff_id, with_for_update=True)
+    staff = await session.get(Staff, staff_id, with_for_update={"key_share": True})
     assert staff is not None
     await codes.consume(session, settings, staff.phone, Purpose.ACCOUNT_DEACTIVATION, body.code)
     await set_status(session, staff, "deactivated", actor_id=staff.id, action="account_deactivated")

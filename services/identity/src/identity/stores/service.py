@@ -106,7 +106,7 @@ async def load(
     ``for_update`` locks its row until commit (and re-reads it: never a stale cached copy)."""
     stmt = _visible(actor).where(Store.id == store_id)
     if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     store = await session.scalar(stmt)
     if store is None:
         raise NotFound("Store not found.")
