@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from identity.common.schemas import VersionedUpdate
-from identity.common.validation import Password, Phone, mask_id_number, mask_phone
+from identity.common.validation import IdNumber, Password, Phone, mask_id_number, mask_phone
 from identity.staff.models import Staff
 from identity.verification.schemas import CodeField
 from servicekit.auth import Role
@@ -33,13 +33,13 @@ class StaffCreate(Assignment):
 
     phone: Phone
     name: str = Field(min_length=1, max_length=100)
-    id_number: str | None = Field(default=None, min_length=4, max_length=32)
+    id_number: IdNumber | None = Field(default=None, min_length=4, max_length=32)
     password: Password
 
 
 class StaffUpdate(VersionedUpdate):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    id_number: str | None = Field(default=None, min_length=4, max_length=32)
+    id_number: IdNumber | None = Field(default=None, min_length=4, max_length=32)
 
 
 class RoleChange(Assignment):
