@@ -27,6 +27,7 @@ def test_safe_production_settings_start() -> None:
     [
         ({"method_providers": {"alipay": "sandbox"}}, "PAYMENTS_METHOD_PROVIDERS"),
         ({"sandbox_secret": "sandbox-notify-secret-change-me"}, "PAYMENTS_SANDBOX_SECRET"),
+        ({"sandbox_secret": ""}, "PAYMENTS_SANDBOX_SECRET"),
         ({"sandbox_instructions_enabled": True}, "PAYMENTS_SANDBOX_INSTRUCTIONS_ENABLED"),
     ],
 )

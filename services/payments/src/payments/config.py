@@ -7,6 +7,7 @@ from servicekit.settings import ServiceSettings
 
 #: The sandbox secret shipped in this repository: anyone can sign notifications with it.
 DEFAULT_SANDBOX_SECRET = "sandbox-notify-secret-change-me"
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(ServiceSettings):
@@ -57,6 +58,11 @@ class Settings(ServiceSettings):
             problems.append(
                 f"{self.env_name('sandbox_secret')} has its published default value: anyone can "
                 "sign provider notifications with it"
+            )
+        elif len(self.sandbox_secret) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{self.env_name('sandbox_secret')} is shorter than {MIN_SECRET_LENGTH} "
+                "characters: too easy to guess"
             )
         if self.sandbox_instructions_enabled:
             problems.append(
