@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from identity.main import code_sender_for, create_app
 from identity.testing import MIGRATIONS, make_settings, new_phone
-from identity.verification.aliyun import AliyunSmsSender, recipient
+from identity.verification.aliyun import AliyunSmsSender, recipient, sign
 from servicekit.bus.factory import InMemoryBus
 from servicekit.testing.plugin import CreateDatabase
 
@@ -92,6 +92,21 @@ async def test_a_signed_request_is_accepted_with_the_message() -> None:
     assert message["TemplateCode"] == "SMS_123456789"
     assert json.loads(message["TemplateParam"]) == {"code": "123456"}
     assert fake.code_for("+8613912345678") == "123456"
+
+
+def test_the_signature_matches_the_providers_published_example() -> None:
+    # The worked example of Alibaba Cloud's RPC signature documentation (DescribeRegions).
+    params = {
+        "AccessKeyId": "testid",
+        "Action": "DescribeRegions",
+        "Format": "XML",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+        "SignatureVersion": "1.0",
+        "Timestamp": "2016-02-23T12:46:24Z",
+        "Version": "2014-05-26",
+    }
+    assert sign(params, "testsecret") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
 
 def test_numbers_outside_the_mainland_keep_their_country_code() -> None:
