@@ -170,3 +170,23 @@ async def test_two_handovers_cannot_start_at_once(api: Api) -> None:
         assert all(
             a.json()["code"] == "handover_in_progress" for a in answers if a.status_code == 409
         )
+
+
+async def test_concurrent_merchant_and_staff_changes_keep_one(api: Api) -> None:
+    tenant = await api.signup()
+    cashier = await api.staff(tenant, tenant.admin, "cashier", store_id=tenant.store["id"])
+    headers = tenant.admin.headers
+    merchant_path = f"/v1/merchants/{tenant.merchant['id']}"
+    staff_path = f"/v1/staff/{cashier.id}"
+    answers = await asyncio.gather(
+        api.client.patch(merchant_path, json={"version": 1, "name": "A"}, headers=headers),
+        api.client.patch(merchant_path, json={"version": 1, "name": "B"}, headers=headers),
+        api.client.patch(staff_path, json={"version": 1, "name": "Renamed"}, headers=headers),
+        api.client.post(f"{staff_path}/disable", json={"version": 1}, headers=headers),
+    )
+    assert sorted(a.status_code for a in answers[:2]) == [200, 409]
+    assert sorted(a.status_code for a in answers[2:]) == [200, 409]
+    merchant = (await api.client.get(merchant_path, headers=headers)).json()
+    staff = (await api.client.get(staff_path, headers=headers)).json()
+    assert merchant["version"] == 2
+    assert staff["version"] == 2

@@ -128,10 +128,14 @@ async def signup(
     )
 
 
-async def _load(session: AsyncSession, actor: Actor, merchant_id: uuid.UUID) -> Merchant:
+async def _load(
+    session: AsyncSession, actor: Actor, merchant_id: uuid.UUID, *, for_update: bool = False
+) -> Merchant:
     if merchant_id != actor.merchant_id:
         raise NotFound("Merchant not found.")
-    merchant = await session.get(Merchant, merchant_id, with_for_update={"key_share": True})
+    merchant = await session.get(
+        Merchant, merchant_id, with_for_update={"key_share": True} if for_update else None
+    )
     if merchant is None:
         raise NotFound("Merchant not found.")
     return merchant
@@ -145,7 +149,7 @@ async def get(session: AsyncSession, actor: Actor, merchant_id: uuid.UUID) -> Me
 async def update(
     session: AsyncSession, actor: Actor, merchant_id: uuid.UUID, body: MerchantUpdate
 ) -> MerchantOut:
-    merchant = await _load(session, actor, merchant_id)
+    merchant = await _load(session, actor, merchant_id, for_update=True)
     actor.require("settings:manage")
     check_version(merchant.version, body.version)
     if body.name is not None:
