@@ -97,6 +97,7 @@ def test_services_get_external_servers_passed_through(tmp_path: Path) -> None:
     assert child["ORDERS_PORT"] == "9102"
     assert child["IDENTITY_PORT"] == "8101"
     assert child["IDENTITY_SEED_DEMO"] == "true"
+    assert child["COUNTERTOP_ENV"] == "local"
     assert child["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
     endpoints = {e.name: (e.host, e.port) for e in server_endpoints(child)}
     assert endpoints == {

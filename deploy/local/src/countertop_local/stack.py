@@ -52,6 +52,9 @@ def child_environment(env: Mapping[str, str], stack: LocalStack) -> dict[str, st
     child["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # Output goes through pipes; unbuffered, it shows up when it is written.
     child["PYTHONUNBUFFERED"] = "1"
+    # Services refuse local conveniences (the demo seed, codes in the log, the sandbox provider)
+    # in production, the default; this stack is never production, whatever the shell says.
+    child["COUNTERTOP_ENV"] = "local"
     child.update(stack.as_env())
     for variable, url in stack.server_urls().items():
         if not env.get(variable):

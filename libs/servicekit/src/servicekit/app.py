@@ -69,6 +69,8 @@ def create_app(
     ``consumers`` maps a consumer name (its Kafka group is ``<service>.<name>``) to its
     handlers; ``publishes`` lists the topics the service writes, created at start-up.
     """
+    # Before anything connects anywhere: an unsafe production configuration never serves.
+    settings.check_production()
     service = settings.service_name
     setup_logging(service, settings.log_level, settings.log_format)
     setup_tracing(service, settings.otlp_endpoint)

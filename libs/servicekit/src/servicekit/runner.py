@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from servicekit.db import ensure_database
 from servicekit.migrations import upgrade
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, UnsafeSettingsError
 from servicekit.telemetry.logging import setup_logging
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ def main(
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
     if command not in ("serve", "migrate"):
         raise SystemExit(f"usage: python -m {settings.service_name} [serve|migrate]")
+    if command == "serve":
+        try:
+            settings.check_production()
+        except UnsafeSettingsError as unsafe:
+            raise SystemExit(str(unsafe)) from None
     asyncio.run(ensure_database(settings.sqlalchemy_url))
     upgrade(migrations_dir, settings.sqlalchemy_url)
     log.info("%s database migrated", settings.service_name)

@@ -3,11 +3,16 @@
 Shared connection settings (``POSTGRES_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ``MQTT_URL``) carry no
 prefix so one variable repoints every service; per-service settings use the service's prefix
 (``ORDERS_PORT``, ``ORDERS_DATABASE_URL``...).
+
+``COUNTERTOP_ENV`` says where a service runs (``local``, ``test`` or ``production``, the default).
+In production a service refuses to start while a setting is unsafe: each service's settings
+extend :meth:`PlatformSettings.production_problems` with their own rules, and
+:meth:`PlatformSettings.check_production` runs them at start-up.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +21,21 @@ from sqlalchemy.engine import make_url
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:15432/postgres"
 LOCAL_KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:19092"
 LOCAL_MQTT_URL = "mqtt://127.0.0.1:11883"
+ENVIRONMENT_VARIABLE = "COUNTERTOP_ENV"
+
+Environment = Literal["local", "test", "production"]
+
+
+class UnsafeSettingsError(RuntimeError):
+    """Raised at start-up in production while settings are unsafe; lists every offending one."""
+
+    def __init__(self, service: str, problems: list[str]) -> None:
+        self.service = service
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"{service} refuses to start with {ENVIRONMENT_VARIABLE}=production:\n{lines}"
+        )
 
 
 class PlatformSettings(BaseSettings):
@@ -23,6 +43,9 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
+    # Unset means production: a deployment that forgets it gets the strict checks, never the
+    # local shortcuts. The local stack and the test fixtures set it explicitly.
+    environment: Environment = Field(default="production", validation_alias=ENVIRONMENT_VARIABLE)
     postgres_url: str = Field(default=LOCAL_POSTGRES_URL, validation_alias="POSTGRES_URL")
     kafka_bootstrap_servers: str = Field(
         default=LOCAL_KAFKA_BOOTSTRAP_SERVERS, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
@@ -31,6 +54,31 @@ class PlatformSettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field(default="json", validation_alias="LOG_FORMAT")
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def env_name(self, field: str) -> str:
+        """The environment variable that sets ``field`` (what an operator has to change)."""
+        alias = type(self).model_fields[field].validation_alias
+        if isinstance(alias, str):
+            return alias
+        prefix = str(self.model_config.get("env_prefix") or "")
+        return f"{prefix}{field}".upper()
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe in production, one message per setting, each naming
+        the variable to change. Subclasses extend the list (``super().production_problems()``)."""
+        return []
+
+    def check_production(self) -> None:
+        """Refuse to run in production while :meth:`production_problems` finds anything."""
+        if not self.is_production:
+            return
+        problems = self.production_problems()
+        if problems:
+            raise UnsafeSettingsError(getattr(self, "service_name", "service"), problems)
 
 
 class ServiceSettings(PlatformSettings):

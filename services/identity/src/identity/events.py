@@ -175,3 +175,16 @@ async def staff_status_changed(session: AsyncSession, staff: Staff, previous: st
         merchant_id=staff.merchant_id,
         store_id=staff.store_id,
     )
+
+
+async def staff_sign_in_unlocked(session: AsyncSession, staff: Staff, by: uuid.UUID) -> None:
+    payload = ev.StaffSignInUnlocked(
+        staff_id=staff.id, merchant_id=staff.merchant_id, unlocked_by=by, version=staff.version
+    )
+    await publish(
+        session,
+        payload,
+        aggregate_id=staff.id,
+        merchant_id=staff.merchant_id,
+        store_id=staff.store_id,
+    )

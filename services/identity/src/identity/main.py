@@ -23,6 +23,7 @@ from identity.regions.router import router as regions_router
 from identity.seed import seed_demo
 from identity.staff.router import router as staff_router
 from identity.stores.router import router as stores_router
+from identity.verification.aliyun import AliyunSmsSender
 from identity.verification.router import dev_router
 from identity.verification.router import router as verification_router
 from identity.verification.sender import CodeSender, LogCodeSender
@@ -46,6 +47,21 @@ def key_store(settings: Settings) -> KeyStore:
     )
 
 
+def code_sender_for(settings: Settings) -> CodeSender:
+    """The sender ``IDENTITY_CODE_SENDER`` names, built from its settings."""
+    if settings.code_sender == "aliyun":
+        secret = settings.aliyun_sms_access_key_secret
+        return AliyunSmsSender(
+            access_key_id=settings.aliyun_sms_access_key_id or "",
+            access_key_secret=secret.get_secret_value() if secret is not None else "",
+            sign_name=settings.aliyun_sms_sign_name or "",
+            template_code=settings.aliyun_sms_template_code or "",
+            endpoint=settings.aliyun_sms_endpoint,
+            timeout=settings.aliyun_sms_timeout_seconds,
+        )
+    return LogCodeSender(keep=settings.dev_code_endpoint)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -53,12 +69,13 @@ def create_app(
     code_sender: CodeSender | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
+    settings.check_production()
     keys = key_store(settings)
     identity = Identity(
         settings=settings,
         passwords=Passwords(settings),
         keys=keys,
-        sender=code_sender or LogCodeSender(keep=settings.dev_code_endpoint),
+        sender=code_sender or code_sender_for(settings),
     )
 
     async def start(runtime: Runtime) -> None:

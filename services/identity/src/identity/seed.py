@@ -50,7 +50,7 @@ async def seed_demo(identity: Identity, runtime: Runtime) -> None:
                     name="Countertop Demo Cafe",
                     credit_code="91310000MA1FL0000N",
                     legal_rep_name="Demo Owner",
-                    legal_rep_id_number="110101199001011234",
+                    legal_rep_id_number="110101199001011237",
                     industry="cafe",
                 ),
                 StoreCreate(

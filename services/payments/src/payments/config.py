@@ -5,6 +5,10 @@ from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
 
+#: The sandbox secret shipped in this repository: anyone can sign notifications with it.
+DEFAULT_SANDBOX_SECRET = "sandbox-notify-secret-change-me"
+MIN_SECRET_LENGTH = 16
+
 
 class Settings(ServiceSettings):
     service_name = "payments"
@@ -25,7 +29,7 @@ class Settings(ServiceSettings):
         }
     )
     #: Shared secret of the sandbox provider's signed notifications.
-    sandbox_secret: str = "sandbox-notify-secret-change-me"
+    sandbox_secret: str = DEFAULT_SANDBOX_SECRET
     #: Seconds the sandbox waits before it calls back.
     sandbox_notify_delay: float = 0.2
     #: Whether requests may carry ``sandbox`` instructions (never in production).
@@ -45,3 +49,30 @@ class Settings(ServiceSettings):
     orders_timeout_seconds: float = Field(default=2.0, gt=0)
     #: How long a payment waits for the order replica when orders cannot be asked.
     order_wait_seconds: float = Field(default=1.0, ge=0)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        sandboxed = sorted(
+            m for m, provider in self.method_providers.items() if provider == "sandbox"
+        )
+        if sandboxed:
+            problems.append(
+                f"{self.env_name('method_providers')} routes {', '.join(sandboxed)} to the sandbox "
+                "provider, which confirms payments nobody made"
+            )
+        if self.sandbox_secret == DEFAULT_SANDBOX_SECRET:
+            problems.append(
+                f"{self.env_name('sandbox_secret')} has its published default value: anyone can "
+                "sign provider notifications with it"
+            )
+        elif len(self.sandbox_secret) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{self.env_name('sandbox_secret')} is shorter than {MIN_SECRET_LENGTH} "
+                "characters: too easy to guess"
+            )
+        if self.sandbox_instructions_enabled:
+            problems.append(
+                f"{self.env_name('sandbox_instructions_enabled')} is on: requests could steer "
+                "the provider's answer"
+            )
+        return problems

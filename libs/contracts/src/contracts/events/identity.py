@@ -135,3 +135,14 @@ class StaffStatusChanged(EventPayload):
     status: StaffStatus
     previous_status: StaffStatus
     version: int
+
+
+@event(type="identity.staff.sign_in_unlocked", version=1)
+class StaffSignInUnlocked(EventPayload):
+    """A manager lifted the sign-in delay that failed attempts had put on the account's phone.
+    The account itself is unchanged: ``version`` is the one it had."""
+
+    staff_id: uuid.UUID
+    merchant_id: uuid.UUID
+    unlocked_by: uuid.UUID
+    version: int

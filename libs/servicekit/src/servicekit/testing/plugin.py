@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from servicekit.schema import install_platform_tables
 from servicekit.testing.servers import Servers, run_servers
 
 CreateDatabase = Callable[..., Awaitable[str]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Settings default to production, whose start-up checks refuse the test doubles (sandbox
+    # provider, log code sender); tests say where they run, and so do the processes they start.
+    os.environ.setdefault("COUNTERTOP_ENV", "test")
 
 
 @pytest.fixture(scope="session")

@@ -33,17 +33,18 @@ class RefreshToken(IdMixin, Base):
 
 
 class LoginThrottle(Base):
-    """Failed sign-ins per phone number, whether or not an account has that phone, so a
-    lockout looks the same for a phone that exists and one that does not."""
+    """Failed sign-ins of one phone (``kind`` ``phone``, counted whether or not an account has
+    it, so a delay looks the same for both) or of one client address (``kind`` ``address``).
+    ``blocked_until`` is when the next attempt is allowed; the count is forgotten a while
+    after the last failure."""
 
-    __tablename__ = "login_throttle"
+    __tablename__ = "login_throttles"
 
-    phone: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), default=utcnow, server_default=sa.func.now()
-    )
+    blocked_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_failure_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class SigningKey(Base):

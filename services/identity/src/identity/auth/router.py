@@ -33,7 +33,7 @@ def _tokens(pair: TokenPair) -> JSONResponse:
 @router.post(
     "/v1/auth/login",
     response_model=TokenPair,
-    responses=problem_responses(401, 422, 423),
+    responses=problem_responses(401, 422, 429),
     summary="Sign in with phone, password (or login code) and merchant or store code",
 )
 async def login(

@@ -2,8 +2,9 @@
 
 Failures are answered identically whether or not the phone has an account: same status, same
 body, and one argon2 verification either way (against a dummy hash when nobody matched).
-Failed attempts are counted per phone, existing or not, and five of them lock the phone for
-15 minutes; the count and the lock are committed even though the request fails.
+Failed attempts are counted per phone, existing or not, and per client address; past a few
+free failures each one doubles the wait before the next attempt (:mod:`identity.auth.throttle`).
+The counts are committed even though the request fails.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import uuid
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import utcnow
 from contracts.ids import new_id
 from identity.audit.service import record
-from identity.auth.models import LoginThrottle, RefreshToken
+from identity.auth import throttle
+from identity.auth.models import RefreshToken
 from identity.auth.schemas import LoginRequest, PasswordResetRequest, TokenPair
 from identity.context import Identity
 from identity.deps import store_scope
@@ -31,7 +32,7 @@ from identity.verification import service as codes
 from identity.verification.schemas import Purpose
 from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
 from servicekit.auth import Principal, Role, principal_claims, sign_token
-from servicekit.errors import Locked, Problem
+from servicekit.errors import Problem, TooManyRequests
 from servicekit.uow import FailAfterCommit
 
 
@@ -94,17 +95,6 @@ async def issue_tokens(
     )
 
 
-async def _throttle(session: AsyncSession, phone: str) -> LoginThrottle:
-    await session.execute(
-        pg_insert(LoginThrottle).values(phone=phone, failures=0).on_conflict_do_nothing()
-    )
-    row = await session.scalar(
-        sa.select(LoginThrottle).where(LoginThrottle.phone == phone).with_for_update()
-    )
-    assert row is not None
-    return row
-
-
 async def _find_account(session: AsyncSession, body: LoginRequest) -> Staff | None:
     stmt = sa.select(Staff).join(Merchant, Merchant.id == Staff.merchant_id)
     stmt = stmt.where(Staff.phone == body.phone, Merchant.status == "active")
@@ -119,20 +109,38 @@ async def _find_account(session: AsyncSession, body: LoginRequest) -> Staff | No
     return found[0] if len(found) == 1 else None
 
 
+def throttled(until: datetime, now: datetime) -> TooManyRequests:
+    return TooManyRequests(
+        (until - now).total_seconds(),
+        "Too many failed sign-ins; wait before trying again, sign in with a code sent to the "
+        "phone, or ask a manager to unlock the account.",
+        code="login_throttled",
+    )
+
+
 async def login(
     session: AsyncSession, identity: Identity, body: LoginRequest, ip: str | None
 ) -> TokenPair:
     settings = identity.settings
+    rule = throttle.rules(settings)
     now = utcnow()
-    throttle = await _throttle(session, body.phone)
-    if throttle.locked_until is not None and throttle.locked_until > now:
-        raise Locked(
-            "Too many failed sign-ins; try again later or reset the password.",
-            code="account_locked",
-            headers={
-                "Retry-After": str(max(1, int((throttle.locked_until - now).total_seconds())))
-            },
-        )
+    phone_row = await throttle.lock_phone(session, body.phone)
+    if phone_row.last_failure_at is not None and phone_row.last_failure_at < now - timedelta(
+        seconds=settings.login_failure_window_seconds
+    ):
+        phone_row.failures = 0
+        phone_row.blocked_until = None
+    waits = []
+    if ip is not None:
+        address_until = await throttle.address_blocked_until(session, ip)
+        if address_until is not None and address_until > now:
+            waits.append(address_until)
+    # A code proves the phone: the phone's delay (which a stranger can cause) does not apply.
+    phone_until = phone_row.blocked_until
+    if body.password is not None and phone_until is not None and phone_until > now:
+        waits.append(phone_until)
+    if waits:
+        raise throttled(max(waits), now)
     staff = await _find_account(session, body)
     if body.code is not None:
         await codes.consume(session, settings, body.phone, Purpose.LOGIN, body.code)
@@ -143,8 +151,8 @@ async def login(
             staff.password_hash if staff is not None else None, body.password
         )
     if verified and staff is not None and staff.status == "active":
-        throttle.failures = 0
-        throttle.locked_until = None
+        phone_row.failures = 0
+        phone_row.blocked_until = None
         if body.password is not None and identity.passwords.needs_rehash(staff.password_hash):
             staff.password_hash = await identity.passwords.hash(body.password)
         await record(
@@ -156,12 +164,13 @@ async def login(
         )
         return await issue_tokens(session, identity, staff)
 
-    throttle.failures += 1
-    throttle.updated_at = now
-    locked = throttle.failures >= settings.login_max_failures
-    if locked:
-        throttle.failures = 0
-        throttle.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
+    # Flush the ORM's view of the phone row before counting on it in SQL.
+    await session.flush()
+    failures, blocked_until = await throttle.count_failure(
+        session, rule[throttle.PHONE], throttle.PHONE, body.phone, now
+    )
+    if ip is not None:
+        await throttle.count_failure(session, rule[throttle.ADDRESS], throttle.ADDRESS, ip, now)
     if staff is not None:
         reason = "wrong_password" if not verified else f"account_{staff.status}"
         await record(
@@ -169,18 +178,16 @@ async def login(
             merchant_id=staff.merchant_id,
             action="login_failed",
             staff_id=staff.id,
-            detail={"reason": reason},
+            detail={"reason": reason, "failures": failures},
             ip=ip,
         )
-        if locked:
+        if blocked_until is not None:
             await record(
                 session,
                 merchant_id=staff.merchant_id,
-                action="account_locked",
+                action="login_throttled",
                 staff_id=staff.id,
-                detail={
-                    "until": throttle.locked_until.isoformat() if throttle.locked_until else None
-                },
+                detail={"until": blocked_until.isoformat(), "failures": failures},
                 ip=ip,
             )
     raise FailAfterCommit(invalid_credentials())
@@ -277,9 +284,5 @@ async def reset_password(
             staff_id=staff.id,
             ip=ip,
         )
-    # The owner proved the phone: lift a lockout.
-    await session.execute(
-        sa.update(LoginThrottle)
-        .where(LoginThrottle.phone == body.phone)
-        .values(failures=0, locked_until=None)
-    )
+    # The owner proved the phone: lift its sign-in delay.
+    await throttle.clear_phone(session, body.phone, utcnow())

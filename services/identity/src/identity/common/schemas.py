@@ -10,12 +10,20 @@ class VersionedUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="The version you read; a stale one gets 409.")
+    # Optional in the schema so that a missing version gets its own answer (428
+    # ``version_required``) rather than a generic validation failure.
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Required: the version you read. Missing: 428; stale: 409.",
+    )
 
 
 class VersionOnly(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(
-        default=None, ge=1, description="When given, refused with 409 if stale."
+        default=None,
+        ge=1,
+        description="Required: the version you read. Missing: 428; stale: 409.",
     )

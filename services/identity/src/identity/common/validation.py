@@ -1,4 +1,6 @@
-"""Input rules shared by identity's domains: phones, passwords, timezones, and masking."""
+"""Input rules shared by identity's domains: phones, ID numbers, passwords, timezones, and
+masking. Phone numbers are checked against the real numbering plans (``phonenumbers``) and
+resident ID numbers with ``python-stdnum``, not with patterns."""
 
 from __future__ import annotations
 
@@ -6,18 +8,43 @@ import re
 import zoneinfo
 from typing import Annotated
 
+import phonenumbers
 from pydantic import AfterValidator
+from stdnum.cn import ric
+from stdnum.exceptions import ValidationError
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_SEPARATORS = re.compile(r"[\s\-().]")
+#: Numbers written without a country code are read as mainland China numbers.
+DEFAULT_PHONE_REGION = "CN"
+_RESIDENT_ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
 
 
 def normalize_phone(value: str) -> str:
-    """An E.164 phone number (``+8613800000000``); spaces, dashes and brackets are dropped."""
-    phone = _SEPARATORS.sub("", value)
-    if not _E164.match(phone):
-        raise ValueError("phone must be in E.164 format, e.g. +8613800000000")
-    return phone
+    """The number in E.164 (``+8613800000000``) if it is a number some phone can have:
+    separators are allowed, a number without ``+`` is read as a mainland one."""
+    try:
+        number = phonenumbers.parse(value, DEFAULT_PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        raise ValueError("phone must be a phone number, e.g. +8613800000000") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("phone is not a number in use in its country's numbering plan")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_id_number(value: str) -> str:
+    """A mainland resident ID number (18 characters, GB 11643) must be a real one: its check
+    character, birth date and place are verified. Other documents (passports, permits of
+    Hong Kong, Macao and Taiwan residents) are kept as given, upper-cased."""
+    number = value.strip().replace(" ", "").upper()
+    if _RESIDENT_ID_SHAPE.match(number):
+        try:
+            return str(ric.validate(number))
+        except ValidationError:
+            raise ValueError(
+                "not a valid resident ID number (check character, birth date or region)"
+            ) from None
+    if not number.isascii() or not number.isalnum():
+        raise ValueError("an ID number has only letters and digits")
+    return number
 
 
 def check_password(value: str) -> str:
@@ -49,6 +76,7 @@ def _timezones() -> frozenset[str]:
 
 
 Phone = Annotated[str, AfterValidator(normalize_phone)]
+IdNumber = Annotated[str, AfterValidator(normalize_id_number)]
 Password = Annotated[str, AfterValidator(check_password)]
 Timezone = Annotated[str, AfterValidator(check_timezone)]
 

@@ -14,6 +14,15 @@ from identity.models import Base, IdMixin
 
 class Handover(IdMixin, Base):
     __tablename__ = "handovers"
+    __table_args__ = (
+        # At most one handover under way per merchant, whatever the timing of two requests.
+        sa.Index(
+            "uq_handovers_one_open_per_merchant",
+            "merchant_id",
+            unique=True,
+            postgresql_where=sa.text("status IN ('pending', 'accepted')"),
+        ),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("merchants.id"), index=True)
     from_staff_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("staff.id"))

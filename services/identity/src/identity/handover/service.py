@@ -13,10 +13,12 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import utcnow
 from identity.audit.service import record
+from identity.common.concurrency import lock_merchant
 from identity.common.permissions import ALL_SCOPES
 from identity.context import Identity
 from identity.deps import Actor, load_actor
@@ -54,6 +56,8 @@ async def start(
     _require_super_admin(actor)
     if body.phone == actor.staff.phone:
         raise ValidationFailed([FieldError("phone", "same_phone", "That is your own phone.")])
+    # Two starts at once queue here; the partial unique index is the last word.
+    await lock_merchant(session, actor.merchant_id)
     open_one = await session.scalar(
         sa.select(Handover.id).where(
             Handover.merchant_id == actor.merchant_id,
@@ -75,7 +79,11 @@ async def start(
         status="pending",
     )
     session.add(handover)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict("A handover is already under way.", code="handover_in_progress") from None
     await codes.issue(
         session, identity.settings, identity.sender, body.phone, Purpose.ADMIN_HANDOVER
     )
@@ -101,7 +109,7 @@ async def accept(
     body: HandoverAccept,
     ip: str | None,
 ) -> HandoverOut:
-    handover = await session.get(Handover, handover_id, with_for_update=True)
+    handover = await session.get(Handover, handover_id, with_for_update={"key_share": True})
     if handover is None or handover.status != "pending" or handover.phone != body.phone:
         # Indistinguishable from a wrong code: the id alone proves nothing.
         raise NotFound("Handover not found.")
@@ -109,7 +117,7 @@ async def accept(
     staff = await session.scalar(
         sa.select(Staff)
         .where(Staff.merchant_id == handover.merchant_id, Staff.phone == body.phone)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if staff is None:
         if body.password is None:
@@ -160,7 +168,7 @@ async def accept(
 
 
 async def _load(session: AsyncSession, actor: Actor, handover_id: uuid.UUID) -> Handover:
-    handover = await session.get(Handover, handover_id, with_for_update=True)
+    handover = await session.get(Handover, handover_id, with_for_update={"key_share": True})
     if handover is None or handover.merchant_id != actor.merchant_id:
         raise NotFound("Handover not found.")
     return handover
@@ -186,7 +194,7 @@ async def complete(
         raise IllegalState(
             "handover_not_accepted", "The incoming super admin has not accepted yet."
         )
-    outgoing = await session.get(Staff, actor.id, with_for_update=True)
+    outgoing = await session.get(Staff, actor.id, with_for_update={"key_share": True})
     assert outgoing is not None
     # The incoming admin is a super admin by now, so this check passes unless they left.
     await staff_service.ensure_other_super_admin(session, outgoing)

@@ -49,7 +49,7 @@ async def get_merchant(merchant_id: uuid.UUID, session: SessionDep, actor: Actor
 @router.patch(
     "/v1/merchants/{merchant_id}",
     response_model=MerchantOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 428, 422),
     summary="Change the merchant profile (needs settings:manage)",
 )
 async def update_merchant(

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from identity.common.schemas import VersionedUpdate
-from identity.common.validation import Password, Phone, mask_id_number, mask_phone
+from identity.common.validation import IdNumber, Password, Phone, mask_id_number, mask_phone
 from identity.merchants import credit_code
 from identity.merchants.models import Merchant
 from identity.staff.schemas import StaffOut
@@ -26,7 +26,7 @@ class MerchantIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     credit_code: CreditCode = Field(description="Unified social credit code (GB 32100-2015).")
     legal_rep_name: str = Field(min_length=1, max_length=100)
-    legal_rep_id_number: str = Field(min_length=6, max_length=32)
+    legal_rep_id_number: IdNumber = Field(min_length=6, max_length=32)
     contact_phone: Phone | None = Field(default=None, description="Defaults to the admin's.")
     industry: Industry
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity import events
 from identity.audit.service import record
+from identity.common.concurrency import check_version
 from identity.common.permissions import ALL_SCOPES
 from identity.context import Identity
 from identity.deps import Actor
@@ -28,7 +29,6 @@ from identity.staff.schemas import StaffCreate, StaffOut
 from identity.stores import service as store_service
 from identity.stores.models import Store
 from identity.stores.schemas import StoreCreate, StoreOut
-from identity.stores.service import check_version
 from identity.verification import service as codes
 from identity.verification.schemas import Purpose
 from servicekit.auth import Role
@@ -128,10 +128,14 @@ async def signup(
     )
 
 
-async def _load(session: AsyncSession, actor: Actor, merchant_id: uuid.UUID) -> Merchant:
+async def _load(
+    session: AsyncSession, actor: Actor, merchant_id: uuid.UUID, *, for_update: bool = False
+) -> Merchant:
     if merchant_id != actor.merchant_id:
         raise NotFound("Merchant not found.")
-    merchant = await session.get(Merchant, merchant_id, with_for_update=True)
+    merchant = await session.get(
+        Merchant, merchant_id, with_for_update={"key_share": True} if for_update else None
+    )
     if merchant is None:
         raise NotFound("Merchant not found.")
     return merchant
@@ -145,7 +149,7 @@ async def get(session: AsyncSession, actor: Actor, merchant_id: uuid.UUID) -> Me
 async def update(
     session: AsyncSession, actor: Actor, merchant_id: uuid.UUID, body: MerchantUpdate
 ) -> MerchantOut:
-    merchant = await _load(session, actor, merchant_id)
+    merchant = await _load(session, actor, merchant_id, for_update=True)
     actor.require("settings:manage")
     check_version(merchant.version, body.version)
     if body.name is not None:

@@ -47,7 +47,7 @@ async def get_region(region_id: uuid.UUID, session: SessionDep, actor: ActorDep)
 @router.patch(
     "/v1/regions/{region_id}",
     response_model=RegionOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 428, 422),
 )
 async def update_region(
     region_id: uuid.UUID, body: RegionUpdate, session: SessionDep, actor: ActorDep
@@ -58,7 +58,7 @@ async def update_region(
 @router.post(
     "/v1/regions/{region_id}/disable",
     response_model=RegionOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 428),
 )
 async def disable_region(
     region_id: uuid.UUID, session: SessionDep, actor: ActorDep, body: VersionOnly | None = None

@@ -7,10 +7,10 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.common.concurrency import check_version
 from identity.deps import Actor
 from identity.regions.models import Region
 from identity.regions.schemas import RegionCreate, RegionOut, RegionUpdate
-from identity.stores.service import check_version
 from servicekit.errors import Conflict, NotFound
 from servicekit.pagination import CursorParams, Page, paginate
 
@@ -22,8 +22,13 @@ def _visible(actor: Actor) -> sa.Select[Region]:
     return stmt
 
 
-async def _load(session: AsyncSession, actor: Actor, region_id: uuid.UUID) -> Region:
-    region = await session.scalar(_visible(actor).where(Region.id == region_id))
+async def _load(
+    session: AsyncSession, actor: Actor, region_id: uuid.UUID, *, for_update: bool = False
+) -> Region:
+    stmt = _visible(actor).where(Region.id == region_id)
+    if for_update:
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
+    region = await session.scalar(stmt)
     if region is None:
         raise NotFound("Region not found.")
     return region
@@ -67,7 +72,7 @@ async def get(session: AsyncSession, actor: Actor, region_id: uuid.UUID) -> Regi
 async def update(
     session: AsyncSession, actor: Actor, region_id: uuid.UUID, body: RegionUpdate
 ) -> RegionOut:
-    region = await _load(session, actor, region_id)
+    region = await _load(session, actor, region_id, for_update=True)
     actor.require("settings:manage")
     check_version(region.version, body.version)
     if body.name is not None and body.name != region.name:
@@ -82,7 +87,7 @@ async def update(
 async def disable(
     session: AsyncSession, actor: Actor, region_id: uuid.UUID, version: int | None
 ) -> RegionOut:
-    region = await _load(session, actor, region_id)
+    region = await _load(session, actor, region_id, for_update=True)
     actor.require("settings:manage")
     check_version(region.version, version)
     if region.status != "disabled":

@@ -19,6 +19,7 @@ from identity.staff.schemas import (
     StaffOut,
     StaffStatus,
     StaffUpdate,
+    UnlockOut,
 )
 from servicekit.auth import Role
 from servicekit.errors import problem_responses
@@ -67,7 +68,7 @@ async def get_staff(staff_id: uuid.UUID, session: SessionDep, actor: ActorDep) -
 @router.patch(
     "/v1/staff/{staff_id}",
     response_model=StaffOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 428, 422),
 )
 async def update_staff(
     staff_id: uuid.UUID, body: StaffUpdate, session: SessionDep, actor: ActorDep
@@ -78,7 +79,7 @@ async def update_staff(
 @router.post(
     "/v1/staff/{staff_id}/role",
     response_model=StaffOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 428, 422),
     summary="Change role, store or regions and scopes (signs the account out)",
 )
 async def change_role(
@@ -90,7 +91,7 @@ async def change_role(
 @router.post(
     "/v1/staff/{staff_id}/disable",
     response_model=StaffOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 428),
 )
 async def disable_staff(
     staff_id: uuid.UUID, session: SessionDep, actor: ActorDep, body: VersionOnly | None = None
@@ -101,12 +102,22 @@ async def disable_staff(
 @router.post(
     "/v1/staff/{staff_id}/enable",
     response_model=StaffOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 428),
 )
 async def enable_staff(
     staff_id: uuid.UUID, session: SessionDep, actor: ActorDep, body: VersionOnly | None = None
 ) -> StaffOut:
     return await service.enable(session, actor, staff_id, body.version if body else None)
+
+
+@router.post(
+    "/v1/staff/{staff_id}/unlock",
+    response_model=UnlockOut,
+    responses=problem_responses(401, 403, 404),
+    summary="Lift the sign-in delay failed attempts put on a staff member's phone",
+)
+async def unlock_staff(staff_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> UnlockOut:
+    return await service.unlock(session, actor, staff_id)
 
 
 @router.get("/v1/me", response_model=MeOut, tags=["me"], summary="The signed-in account")

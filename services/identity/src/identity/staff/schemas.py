@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from identity.common.schemas import VersionedUpdate
-from identity.common.validation import Password, Phone, mask_id_number, mask_phone
+from identity.common.validation import IdNumber, Password, Phone, mask_id_number, mask_phone
 from identity.staff.models import Staff
 from identity.verification.schemas import CodeField
 from servicekit.auth import Role
@@ -33,19 +33,21 @@ class StaffCreate(Assignment):
 
     phone: Phone
     name: str = Field(min_length=1, max_length=100)
-    id_number: str | None = Field(default=None, min_length=4, max_length=32)
+    id_number: IdNumber | None = Field(default=None, min_length=4, max_length=32)
     password: Password
 
 
 class StaffUpdate(VersionedUpdate):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    id_number: str | None = Field(default=None, min_length=4, max_length=32)
+    id_number: IdNumber | None = Field(default=None, min_length=4, max_length=32)
 
 
 class RoleChange(Assignment):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int | None = Field(
+        default=None, ge=1, description="Required: the version you read. Missing: 428; stale: 409."
+    )
 
 
 class StaffOut(BaseModel):
@@ -107,3 +109,8 @@ class Deactivation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = CodeField
+
+
+class UnlockOut(BaseModel):
+    staff_id: uuid.UUID
+    was_throttled: bool = Field(description="Whether a sign-in delay was in force and lifted.")

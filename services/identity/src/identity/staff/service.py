@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.envelope import utcnow
 from identity import events
 from identity.audit.service import record
+from identity.auth import throttle
 from identity.auth.service import revoke_sessions
+from identity.common.concurrency import check_version, lock_merchant
 from identity.common.permissions import (
     ALL_SCOPES,
     ROLE_DEFAULT_SCOPES,
@@ -42,9 +44,9 @@ from identity.staff.schemas import (
     StaffCreate,
     StaffOut,
     StaffUpdate,
+    UnlockOut,
 )
 from identity.stores.models import Store
-from identity.stores.service import check_version
 from identity.verification import service as codes
 from identity.verification.schemas import Purpose
 from servicekit.auth import Role
@@ -194,7 +196,12 @@ def _visible(actor: Actor) -> sa.Select[Staff]:
 
 
 async def load(session: AsyncSession, actor: Actor, staff_id: uuid.UUID) -> Staff:
-    staff = await session.scalar(_visible(actor).where(Staff.id == staff_id).with_for_update())
+    staff = await session.scalar(
+        _visible(actor)
+        .where(Staff.id == staff_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
     if staff is None:
         raise NotFound("Staff member not found.")
     return staff
@@ -212,9 +219,13 @@ def _guard(actor: Actor, staff: Staff) -> None:
 
 
 async def ensure_other_super_admin(session: AsyncSession, staff: Staff) -> None:
-    """409 ``last_super_admin`` unless another active super admin remains."""
+    """409 ``last_super_admin`` unless another active super admin remains.
+
+    Counted under the merchant's lock: two super admins demoting each other at once are
+    checked one after the other, and the second sees the first's change."""
     if not staff.super_admin:
         return
+    await lock_merchant(session, staff.merchant_id)
     others = await session.scalar(
         sa.select(sa.func.count())
         .select_from(Staff)
@@ -397,6 +408,29 @@ async def enable(
     return out(actor, staff)
 
 
+async def unlock(session: AsyncSession, actor: Actor, staff_id: uuid.UUID) -> UnlockOut:
+    """Lift the sign-in delay failed attempts put on the account's phone. A store manager
+    unlocks their store's staff, HQ anyone; the account itself is not changed."""
+    actor.require("staff:manage")
+    staff = await load(session, actor, staff_id)
+    if staff.id == actor.id:
+        raise Forbidden("Sign in with a code sent to your phone instead.", code="own_account")
+    if actor.role is not Role.HQ_ADMIN and not can_manage(actor.role, Role(staff.role)):
+        raise Forbidden("You cannot unlock an account at or above your role.")
+    lifted = await throttle.clear_phone(session, staff.phone, utcnow())
+    await record(
+        session,
+        merchant_id=staff.merchant_id,
+        action="staff_unlocked",
+        staff_id=staff.id,
+        actor_id=actor.id,
+        detail={"lifted_until": lifted.isoformat() if lifted is not None else None},
+    )
+    if lifted is not None:
+        await events.staff_sign_in_unlocked(session, staff, actor.id)
+    return UnlockOut(staff_id=staff.id, was_throttled=lifted is not None)
+
+
 # --- the caller's own account ---------------------------------------------------------------
 
 
@@ -418,7 +452,7 @@ async def change_phone(
     ip: str | None,
 ) -> StaffOut:
     """Move the account to a new phone, proven with a ``phone_change`` code sent to it."""
-    staff = await session.get(Staff, staff_id, with_for_update=True)
+    staff = await session.get(Staff, staff_id, with_for_update={"key_share": True})
     assert staff is not None
     await codes.consume(session, settings, body.phone, Purpose.PHONE_CHANGE, body.code)
     if await _phone_taken(session, staff.merchant_id, body.phone):
@@ -447,7 +481,7 @@ async def deactivate_self(
     ip: str | None,
 ) -> None:
     """Close one's own account with an ``account_deactivation`` code; the records stay."""
-    staff = await session.get(Staff, staff_id, with_for_update=True)
+    staff = await session.get(Staff, staff_id, with_for_update={"key_share": True})
     assert staff is not None
     await codes.consume(session, settings, staff.phone, Purpose.ACCOUNT_DEACTIVATION, body.code)
     await set_status(session, staff, "deactivated", actor_id=staff.id, action="account_deactivated")

@@ -55,7 +55,7 @@ async def get_store(store_id: uuid.UUID, session: SessionDep, actor: ActorDep) -
 @router.patch(
     "/v1/stores/{store_id}",
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 428, 422),
     summary="Change a store (send the version you read)",
 )
 async def update_store(
@@ -67,7 +67,7 @@ async def update_store(
 @router.post(
     "/v1/stores/{store_id}/status",
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 428),
     summary="Set active, read_only (semantic lock) or archived",
 )
 async def change_store_status(
@@ -79,13 +79,11 @@ async def change_store_status(
 @router.post(
     "/v1/stores/{store_id}/disable",
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 428),
     summary="Archive a store (its records stay)",
 )
 async def disable_store(
     store_id: uuid.UUID, session: SessionDep, actor: ActorDep, body: VersionOnly | None = None
 ) -> StoreOut:
-    store = await service.load(session, actor, store_id)
-    version = body.version if body is not None and body.version is not None else store.version
-    change = StoreStatusChange(status="archived", version=version)
+    change = StoreStatusChange(status="archived", version=body.version if body else None)
     return await service.change_status(session, actor, store_id, change)

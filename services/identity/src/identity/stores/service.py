@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity import events
 from identity.audit.service import record
+from identity.common.concurrency import check_version
 from identity.deps import Actor
 from identity.regions.models import Region
 from identity.stores.models import Store
@@ -25,14 +26,8 @@ from servicekit.errors import (
     IllegalState,
     NotFound,
     ValidationFailed,
-    VersionMismatch,
 )
 from servicekit.pagination import CursorParams, Page, paginate
-
-
-def check_version(current: int, given: int | None) -> None:
-    if given is not None and given != current:
-        raise VersionMismatch(current_version=current)
 
 
 async def _region_for(
@@ -104,9 +99,15 @@ def _visible(actor: Actor) -> sa.Select[Store]:
     return stmt
 
 
-async def load(session: AsyncSession, actor: Actor, store_id: uuid.UUID) -> Store:
-    """The store, or 404 when it is another merchant's or outside the caller's stores."""
-    store = await session.scalar(_visible(actor).where(Store.id == store_id))
+async def load(
+    session: AsyncSession, actor: Actor, store_id: uuid.UUID, *, for_update: bool = False
+) -> Store:
+    """The store, or 404 when it is another merchant's or outside the caller's stores;
+    ``for_update`` locks its row until commit (and re-reads it: never a stale cached copy)."""
+    stmt = _visible(actor).where(Store.id == store_id)
+    if for_update:
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
+    store = await session.scalar(stmt)
     if store is None:
         raise NotFound("Store not found.")
     return store
@@ -137,7 +138,7 @@ async def get(session: AsyncSession, actor: Actor, store_id: uuid.UUID) -> Store
 async def update(
     session: AsyncSession, actor: Actor, store_id: uuid.UUID, body: StoreUpdate
 ) -> StoreOut:
-    store = await load(session, actor, store_id)
+    store = await load(session, actor, store_id, for_update=True)
     actor.require("stores:manage")
     check_version(store.version, body.version)
     if store.status == "archived":
@@ -175,7 +176,7 @@ async def update(
 async def change_status(
     session: AsyncSession, actor: Actor, store_id: uuid.UUID, body: StoreStatusChange
 ) -> StoreOut:
-    store = await load(session, actor, store_id)
+    store = await load(session, actor, store_id, for_update=True)
     actor.require("stores:manage")
     check_version(store.version, body.version)
     if body.status == store.status:

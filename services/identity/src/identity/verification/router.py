@@ -26,7 +26,7 @@ router = APIRouter(tags=["verification"])
     "/v1/verification-codes",
     status_code=202,
     response_model=CodeIssued,
-    responses=problem_responses(401, 403, 404, 409, 422, 429),
+    responses=problem_responses(401, 403, 404, 409, 422, 429, 502, 503),
     summary="Text a one-time code to a phone",
 )
 async def request_code(

@@ -1,6 +1,6 @@
 """How verification codes reach phones: the :class:`CodeSender` interface and the local one.
 
-Production plugs in an SMS gateway implementing :class:`CodeSender`. The local stack's
+Production sends them by SMS (:mod:`identity.verification.aliyun`); the local stack's
 :class:`LogCodeSender` writes each code to the service log and, only when
 ``IDENTITY_DEV_CODE_ENDPOINT`` is on, keeps the last ones for ``GET /v1/dev/verification-codes``.
 """
