@@ -35,6 +35,13 @@ PROBLEM_TYPE_BASE: Final = "https://countertop.dev/problems/"
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 _STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
 
+#: Statuses that say "not processed, try again" rather than answer the request: a problem
+#: with one of them (or any 5xx) is transient unless it says otherwise.
+TRANSIENT_STATUSES: Final = frozenset({401, 403, 408, 423, 425, 429})
+#: Where the problem handler notes, in the ASGI scope, that the answer it rendered is transient
+#: (read by the idempotency layer, which must never keep such an answer for replay).
+TRANSIENT_SCOPE_KEY: Final = "countertop.transient_problem"
+
 
 def problem_type(code: str) -> str:
     """The ``type`` URI of a problem code."""
@@ -70,6 +77,9 @@ class Problem(Exception):
 
     ``extra`` keyword arguments become extension members of the body (``current_version=3``);
     ``headers`` are sent with the response (``Retry-After``, ``WWW-Authenticate``).
+    ``transient`` marks an answer that may change when the client simply retries (a replica
+    not caught up yet, a lock, a throttle); it defaults to true for 5xx and
+    :data:`TRANSIENT_STATUSES`. A transient answer is never stored under an idempotency key.
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class Problem(Exception):
         title: str | None = None,
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
+        transient: bool | None = None,
         **extra: Any,
     ) -> None:
         if not 400 <= status <= 599:
@@ -98,6 +109,9 @@ class Problem(Exception):
         self.errors: list[FieldError] = list(errors)
         self.headers: dict[str, str] = dict(headers or {})
         self.extra: dict[str, Any] = extra
+        self.transient: bool = (
+            transient if transient is not None else status >= 500 or status in TRANSIENT_STATUSES
+        )
 
     @property
     def type(self) -> str:
@@ -463,6 +477,8 @@ def _internal_error(path: str) -> Response:
 
 async def _handle_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
+    if exc.transient:
+        request.scope[TRANSIENT_SCOPE_KEY] = True
     return exc.to_response(request.url.path)
 
 
