@@ -349,7 +349,7 @@ def _with_checkpoint(endpoint: Callable[..., Any], policy: Idempotency) -> Calla
             return result
 
     functools.update_wrapper(wrapper, endpoint)
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    setattr(wrapper, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
     return wrapper
 
 
