@@ -74,9 +74,7 @@ async def test_unstorable_body_text(
 async def test_unstorable_path_and_query(client: tuple[httpx.AsyncClient, list[Any]]) -> None:
     http, seen = client
     body = json.dumps({"text": "ok"})
-    assert_invalid_character(
-        await http.post("/v1/notes/a%00b", content=body, headers=JSON), "path"
-    )
+    assert_invalid_character(await http.post("/v1/notes/a%00b", content=body, headers=JSON), "path")
     assert_invalid_character(
         await http.post("/v1/notes/n1?cursor=%00", content=body, headers=JSON), "cursor"
     )
@@ -97,7 +95,7 @@ async def test_storable_text_passes_untouched(client: tuple[httpx.AsyncClient, l
 async def test_a_body_in_several_chunks_reaches_the_route(
     client: tuple[httpx.AsyncClient, list[Any]],
 ) -> None:
-    http, seen = client
+    http, _ = client
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"text": "noo'

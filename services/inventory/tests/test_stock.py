@@ -14,7 +14,6 @@ from inventory.stock.handlers import deduct_sold_goods, restock_returned_goods
 from servicekit.auth import Role
 from servicekit.testing.tokens import bearer_headers
 
-
 from .conftest import KEY
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
