@@ -218,7 +218,8 @@ def make_app(
             sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
             {"id": uuid.uuid4(), "name": body.name},
         )
-        await asyncio.sleep(body.delay)
+        if body.name in hold:
+            await hold[body.name].wait()
         return {"name": body.name}
 
     @router.post("/v1/held", status_code=201, dependencies=[Depends(THINGS)])
@@ -230,6 +231,8 @@ def make_app(
         executions[body.name] += 1
         if body.name in hold:
             await hold[body.name].wait()
+        if flaky.pop(body.name, False):  # fails once
+            raise RuntimeError("the till lost power")
         return {"name": body.name}
 
     @router.post(
@@ -459,13 +462,16 @@ async def test_concurrent_requests_with_one_key_execute_once(harness: Harness) -
 
 async def test_a_duplicate_waits_only_so_long(harness: Harness) -> None:
     key, name = new_key(), f"slow-{uuid.uuid4().hex[:6]}"
-    content = body(name, delay=1.0)
+    content = body(name)
+    harness.hold[name] = asyncio.Event()
     first = asyncio.create_task(post(harness, "/v1/impatient", content, key))
     await eventually(started(harness, name))
     second = await post(harness, "/v1/impatient", content, key)
     assert second.status_code == 409
     assert second.json()["code"] == "request_in_progress"
     assert second.headers["retry-after"] == "1"
+    assert await harness.rows(key) == []  # the first one's row is not committed yet
+    harness.hold.pop(name).set()
     assert (await first).status_code == 201
     # Once the first has finished, a retry gets its response.
     retry = await post(harness, "/v1/impatient", content, key)
@@ -644,6 +650,34 @@ async def test_a_request_killed_after_its_write_is_retryable_at_once(harness: Ha
     replay = await post(harness, "/v1/held", body(name), key)
     assert replay.headers["idempotent-replayed"] == "true"
     assert harness.executions[name] == 2
+
+
+async def test_a_waiting_duplicate_takes_over_when_the_first_fails(harness: Harness) -> None:
+    key, name = new_key(), f"relay-{uuid.uuid4().hex[:6]}"
+    harness.hold[name] = asyncio.Event()
+    harness.flaky[name] = True
+    first = asyncio.create_task(post(harness, "/v1/held", body(name), key))
+    await eventually(written(harness, name))
+    second = asyncio.create_task(post(harness, "/v1/held", body(name), key))
+
+    async def waiting() -> bool:
+        async with harness.database.transaction() as session:
+            result = await session.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return int(result.scalar_one()) >= 1
+
+    await eventually(waiting)
+    harness.hold.pop(name).set()
+    assert (await first).status_code == 500
+    taken_over = await second
+    assert taken_over.status_code == 201
+    assert "idempotent-replayed" not in taken_over.headers
+    assert harness.executions[name] == 2
+    assert await harness.things(name) == 1
 
 
 async def test_a_crash_after_the_write_leaves_nothing_behind(harness: Harness) -> None:

@@ -54,7 +54,7 @@ import hashlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Final
@@ -87,6 +87,8 @@ NOT_STORED_STATUSES: Final = TRANSIENT_STATUSES
 _STATE_IN_PROGRESS: Final = "in_progress"
 _STATE_COMPLETED: Final = "completed"
 _CONTEXT_SCOPE_KEY: Final = "countertop.idempotency"
+# The key whose row this request inserted (or took over) in its own transaction.
+_HELD_SCOPE_KEY: Final = "countertop.idempotency_held"
 _CHECKPOINT_PARAM: Final = "countertop_idempotency_checkpoint"
 # PostgreSQL's lock_not_available: our lock_timeout expired while another request held the key.
 _LOCK_NOT_AVAILABLE: Final = "55P03"
@@ -125,13 +127,6 @@ class _Replay(Exception):
     def __init__(self, stored: _Stored) -> None:
         super().__init__("replay")
         self.stored = stored
-
-
-@dataclass(slots=True)
-class _Held:
-    """The key row this request inserted (or took over) in its own transaction."""
-
-    context: IdempotencyContext
 
 
 async def caller_scope(request: Request) -> str:
@@ -245,12 +240,9 @@ class Idempotency:
         )
         if stored is not None:
             raise _Replay(stored)
-        request.scope[_HELD_SCOPE_KEY] = _Held(context)
+        request.scope[_HELD_SCOPE_KEY] = context
         owned.savepoint = await owned.session.begin_nested()
         return owned
-
-
-_HELD_SCOPE_KEY: Final = "countertop.idempotency_held"
 
 
 async def _check_store_scope(request: Request) -> None:
@@ -383,7 +375,7 @@ async def _run_owned(
             await _send_stored(replay.stored, send, replayed=True)
             return
         response = _collect(messages)
-        held: _Held | None = scope.get(_HELD_SCOPE_KEY)
+        held: IdempotencyContext | None = scope.get(_HELD_SCOPE_KEY)
         keep = owned.work_kept and response is not None and response.status < 500
         if owned.savepoint is not None and owned.savepoint.is_active:
             if keep:
@@ -394,10 +386,10 @@ async def _run_owned(
         if held is not None:
             if storable:
                 assert response is not None
-                await _complete(session, held.context, response)
+                await _complete(session, held, response)
             elif keep:
                 # The work stays, its answer does not: the key must not outlive this request.
-                await _release(session, held.context)
+                await _release(session, held)
         if keep or (held is not None and storable):
             # A commit failure propagates: the caller gets a 500, never this response.
             await session.commit()
@@ -588,9 +580,3 @@ async def _send_stored(stored: _Stored, send: Send, *, replayed: bool) -> None:
         headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
     await send({"type": "http.response.start", "status": stored.status, "headers": headers})
     await send({"type": "http.response.body", "body": stored.body, "more_body": False})
-
-
-def scope_state(scope: MutableMapping[str, Any]) -> IdempotencyContext | None:
-    """The key the current request runs under, if any (for logs and telemetry)."""
-    context: IdempotencyContext | None = scope.get(_CONTEXT_SCOPE_KEY)
-    return context
