@@ -81,7 +81,8 @@ async def create_payment(
         .with_for_update()
     )
     if order is None:
-        raise NotFound("Order not found.", code="order_not_found")
+        # Perhaps only not replicated yet: transient, so never kept under an Idempotency-Key.
+        raise NotFound("Order not found.", code="order_not_found", transient=True)
     if order.state != "open":
         raise IllegalState("order_not_payable", f"The order is {order.state}.", state=order.state)
     amount = body.amount
