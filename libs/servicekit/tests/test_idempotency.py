@@ -98,6 +98,11 @@ class ThingIn(BaseModel):
     delay: float = 0.0
 
 
+class TicketIn(BaseModel):
+    store_id: uuid.UUID
+    name: str
+
+
 @dataclass
 class Harness:
     client: httpx.AsyncClient
@@ -253,6 +258,16 @@ def make_app(
             {"id": uuid.uuid4(), "name": body.name},
         )
         return {"store_id": str(store_id), "name": body.name}
+
+    @router.post("/v1/tickets", status_code=201, dependencies=[Depends(THINGS)])
+    async def ticket(
+        body: TicketIn,
+        principal: Annotated[Principal, Depends(require("things:write"))],
+        session: SessionDep,
+    ) -> dict[str, str]:
+        require_store_access(principal, body.store_id)
+        executions[body.name] += 1
+        return {"store_id": str(body.store_id), "name": body.name}
 
     @router.post("/v1/lagging", status_code=201, dependencies=[Depends(THINGS)])
     async def lagging(body: ThingIn, session: SessionDep) -> dict[str, str]:
@@ -767,6 +782,24 @@ async def test_a_cashier_of_another_store_gets_a_fresh_404(harness: Harness) -> 
         assert response.status_code == 404
         assert response.json()["code"] == "not_found"
         assert "idempotent-replayed" not in response.headers
+    assert harness.executions[name] == 1
+
+
+async def test_a_store_named_in_the_body_is_checked_before_replay(harness: Harness) -> None:
+    key, name = new_key(), f"ticket-{uuid.uuid4().hex[:6]}"
+    s1, s2 = uuid.uuid4(), uuid.uuid4()
+    content = json.dumps({"store_id": str(s2), "name": name}).encode()
+    assert (await post(harness, "/v1/tickets", content, key)).status_code == 201
+    replay = await post(harness, "/v1/tickets", content, key)
+    assert replay.headers["idempotent-replayed"] == "true"
+    narrowed = token(stores=[s1])  # the same staff member, now limited to S1
+    response = await harness.client.post(
+        "/v1/tickets",
+        content=content,
+        headers={"Authorization": f"Bearer {narrowed}", "Idempotency-Key": key, **JSON},
+    )
+    assert response.status_code == 404
+    assert "idempotent-replayed" not in response.headers
     assert harness.executions[name] == 1
 
 

@@ -14,7 +14,8 @@ its network demands; the work happens once.
 
 The caller first (replay never bypasses rights): the key is looked up only after every other
 dependency of the route has run (authentication, ``require(...)`` permissions, the session),
-and, when the path names a ``store_id``, after the caller's access to that store is checked.
+and after the caller's access to the store the request names (a ``store_id`` in the path or at
+the top of the JSON body) is checked.
 A caller who could not have made the request gets what a fresh request would get.
 
 One transaction (Stripe's model). The route owns the request's unit of work (see
@@ -246,15 +247,25 @@ class Idempotency:
 
 
 async def _check_store_scope(request: Request) -> None:
-    """A path naming a store is checked against the caller before any stored answer is seen."""
-    raw = request.path_params.get("store_id")
-    if raw is None or "authorization" not in request.headers:
-        return
+    """The store a request names, in its path or as the top-level ``store_id`` of its JSON
+    body, is checked against the caller before any stored answer is seen."""
+    if "authorization" not in request.headers:
+        return  # a route without a signed-in caller has no store scope
+    named = [request.path_params.get("store_id")]
     try:
-        store_id = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
+        document = await request.json()
     except ValueError:
-        return  # the route's own validation answers that
-    require_store_access(await get_principal(request), store_id)
+        document = None
+    if isinstance(document, dict):
+        named.append(document.get("store_id"))
+    for raw in named:
+        if raw is None:
+            continue
+        try:
+            store_id = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
+        except ValueError:
+            continue  # the route's own validation answers that
+        require_store_access(await get_principal(request), store_id)
 
 
 class IdempotentRoute(APIRoute):
