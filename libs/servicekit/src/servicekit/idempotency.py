@@ -31,7 +31,9 @@ the response sent. Consequences:
   (PostgreSQL's unique index) and then sees its stored answer, or, if the first rolled back,
   takes the key over; ``lock_timeout`` bounds the wait;
 * a response whose commit failed is never stored or sent (the caller gets a 500);
-* one commit per request, not three (claim, business, answer).
+* one commit per request, not three (claim, business, answer);
+* the dependencies that run before the key (authentication, permission and scope checks) only
+  read: a refusal stored under the key rolls back to the savepoint, not past it.
 
 What is stored: every answer below 500, 4xx included (Stripe's rule: replaying a refusal keeps
 a retried request from suddenly succeeding with different effects; the refused request's
