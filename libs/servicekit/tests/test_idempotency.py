@@ -269,6 +269,21 @@ def make_app(
         executions[body.name] += 1
         return {"store_id": str(body.store_id), "name": body.name}
 
+    @router.post("/v1/twice", status_code=201, dependencies=[Depends(THINGS)])
+    async def twice(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        """Inserts the same id twice: the database refuses, the route answers a 409."""
+        executions[body.name] += 1
+        thing_id = uuid.uuid4()
+        try:
+            for _ in range(2):
+                await session.execute(
+                    sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+                    {"id": thing_id, "name": body.name},
+                )
+        except sa.exc.IntegrityError:
+            raise IllegalState("thing_exists", "It is there already.") from None
+        return {"name": body.name}
+
     @router.post("/v1/lagging", status_code=201, dependencies=[Depends(THINGS)])
     async def lagging(body: ThingIn, session: SessionDep) -> dict[str, str]:
         executions[body.name] += 1
@@ -816,6 +831,19 @@ async def test_a_transient_problem_is_not_stored(harness: Harness) -> None:
     second = await post(harness, "/v1/lagging", body(name), key)
     assert second.status_code == 201
     assert harness.executions[name] == 2
+
+
+async def test_a_refusal_after_a_database_error_is_stored(harness: Harness) -> None:
+    """The failed statement aborted the transaction; rolling back to the savepoint recovers it
+    so the refusal can still be stored."""
+    key, name = new_key(), f"twice-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/twice", body(name), key)
+    assert first.status_code == 409
+    assert first.json()["code"] == "thing_exists"
+    assert await harness.things(name) == 0
+    second = await post(harness, "/v1/twice", body(name), key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert harness.executions[name] == 1
 
 
 async def test_fail_after_commit_keeps_the_work_and_stores_the_answer(harness: Harness) -> None:
