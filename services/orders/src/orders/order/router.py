@@ -37,8 +37,8 @@ async def place_order(
     """Place an order under its client-generated id (``orders:write``; ``Idempotency-Key``
     required).
 
-    Sending the same order again returns it with 200; the same id with a different body is
-    409 ``order_id_conflict``.
+    The same key and body replay the first answer; the same order under another key returns
+    it with 200; the same id with a different body is 409 ``order_id_conflict``.
     """
     order, created = await service.place_order(session, principal, body)
     if not created:
