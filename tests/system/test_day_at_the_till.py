@@ -117,7 +117,9 @@ class Till:
             "lines": lines,
         }
         response = await self.system.orders.client.post(
-            "/v1/orders", json=body, headers=self.merchant.cashier.headers
+            "/v1/orders",
+            json=body,
+            headers={**self.merchant.cashier.headers, "Idempotency-Key": f"order-{order_id}"},
         )
         assert response.status_code == 201, response.text
         order: dict[str, Any] = response.json()
@@ -256,7 +258,7 @@ async def test_a_day_at_the_till(system: System) -> None:
             "account_number": "6222020200112233",
             "holder_name": "Noodle House",
         },
-        headers=hq.headers,
+        headers={**hq.headers, "Idempotency-Key": "settlement-account-icbc"},
     )
     assert response.status_code == 201, response.text
     settlement_account = response.json()["id"]
@@ -367,18 +369,27 @@ async def test_a_day_at_the_till(system: System) -> None:
     sold[o1] = Counter({"noodles": 2, "tea": 1})
     assert order1["total"] == cny(totals[o1])
     assert [line["kitchen_station"] for line in order1["lines"]] == ["hot", None]
-    # The POS did not hear back and sends the same order again: the same order, not a second.
+    # The POS did not hear back and sends the same order again: the same order, not a second;
+    # under the same key it is the first answer replayed, under a key lost in a restart the
+    # order's own id still finds it.
+    resend = {
+        "id": o1,
+        "channel": "pos",
+        "store_id": store,
+        "member_id": member_id,
+        "occurred_at": at(11, 42),
+        "lines": lines1,
+    }
+    replayed = await system.orders.client.post(
+        "/v1/orders", json=resend, headers={**cashier.headers, "Idempotency-Key": f"order-{o1}"}
+    )
+    assert replayed.status_code == 201, replayed.text
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == order1
     resent = await system.orders.client.post(
         "/v1/orders",
-        json={
-            "id": o1,
-            "channel": "pos",
-            "store_id": store,
-            "member_id": member_id,
-            "occurred_at": at(11, 42),
-            "lines": lines1,
-        },
-        headers=cashier.headers,
+        json=resend,
+        headers={**cashier.headers, "Idempotency-Key": f"order-{o1}-after-restart"},
     )
     assert resent.status_code == 200, resent.text
     assert resent.json()["id"] == o1

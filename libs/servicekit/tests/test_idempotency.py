@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,15 +20,17 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel
 
 from servicekit.auth import (
+    Principal,
     StaticKeySource,
     TokenVerifier,
     generate_signing_key,
     public_jwks,
     require,
+    require_store_access,
     sign_token,
 )
 from servicekit.db import Database
-from servicekit.errors import IllegalState, install_problem_handlers
+from servicekit.errors import IllegalState, NotFound, install_problem_handlers
 from servicekit.idempotency import (
     Idempotency,
     IdempotencyContext,
@@ -37,12 +39,15 @@ from servicekit.idempotency import (
     request_fingerprint,
 )
 from servicekit.testing.plugin import CreateDatabase
-from servicekit.uow import SessionDep
+from servicekit.testing.wait import eventually
+from servicekit.uow import FailAfterCommit, SessionDep
 
 ISSUER, AUDIENCE = "countertop-identity", "countertop"
 KEY = generate_signing_key()
 MERCHANT_A = uuid.uuid4()
 MERCHANT_B = uuid.uuid4()
+# One staff member per merchant unless a test says otherwise: keys are scoped to the caller.
+STAFF = {MERCHANT_A: uuid.uuid4(), MERCHANT_B: uuid.uuid4()}
 
 THINGS_DDL = "CREATE TABLE things (id uuid PRIMARY KEY, merchant_id uuid, name text NOT NULL)"
 # Checked only at commit, so the route returns normally and the commit fails afterwards.
@@ -52,20 +57,27 @@ DEFERRED_DDL = (
 )
 
 
-def token(merchant: uuid.UUID = MERCHANT_A, scopes: str = "things:write") -> str:
+def token(
+    merchant: uuid.UUID = MERCHANT_A,
+    scopes: str = "things:write",
+    subject: uuid.UUID | None = None,
+    stores: list[uuid.UUID] | None = None,
+) -> str:
     now = int(time.time())
+    extra: dict[str, Any] = {} if stores is None else {"sto": [str(s) for s in stores]}
     return sign_token(
         KEY,
         {
             "iss": ISSUER,
             "aud": AUDIENCE,
-            "sub": str(uuid.uuid4()),
+            "sub": str(subject or STAFF[merchant]),
             "mid": str(merchant),
             "role": "cashier",
             "scp": scopes,
             "jti": uuid.uuid4().hex,
             "iat": now,
             "exp": now + 600,
+            **extra,
         },
     )
 
@@ -86,12 +98,18 @@ class ThingIn(BaseModel):
     delay: float = 0.0
 
 
+class TicketIn(BaseModel):
+    store_id: uuid.UUID
+    name: str
+
+
 @dataclass
 class Harness:
     client: httpx.AsyncClient
     database: Database
     executions: Counter[str]
     flaky: dict[str, bool]
+    hold: dict[str, asyncio.Event]
 
     async def rows(self, key: str) -> list[dict[str, Any]]:
         async with self.database.transaction() as session:
@@ -111,11 +129,26 @@ class Harness:
 THINGS = Idempotency(required=True)
 
 
+def started(h: Harness, name: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return h.executions[name] >= 1
+
+    return probe
+
+
+written = started
+
+
 async def device_scope(request: Request) -> str:
     return "device:" + request.headers.get("x-device-id", "unknown")
 
 
-def make_app(database: Database, executions: Counter[str], flaky: dict[str, bool]) -> FastAPI:
+def make_app(
+    database: Database,
+    executions: Counter[str],
+    flaky: dict[str, bool],
+    hold: dict[str, asyncio.Event],
+) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
     app.state.database = database
@@ -179,6 +212,103 @@ def make_app(database: Database, executions: Counter[str], flaky: dict[str, bool
         executions[body.name] += 1
         return {"name": body.name}
 
+    @router.post(
+        "/v1/impatient",
+        status_code=201,
+        dependencies=[Depends(Idempotency(required=True, wait_seconds=0.2))],
+    )
+    async def impatient(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        if body.name in hold:
+            await hold[body.name].wait()
+        return {"name": body.name}
+
+    @router.post("/v1/held", status_code=201, dependencies=[Depends(THINGS)])
+    async def held(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        executions[body.name] += 1
+        if body.name in hold:
+            await hold[body.name].wait()
+        if flaky.pop(body.name, False):  # fails once
+            raise RuntimeError("the till lost power")
+        return {"name": body.name}
+
+    @router.post(
+        "/v1/stores/{store_id}/things",
+        status_code=201,
+        dependencies=[Depends(THINGS)],
+    )
+    async def store_thing(
+        store_id: uuid.UUID,
+        body: ThingIn,
+        principal: Annotated[Principal, Depends(require("things:write"))],
+        session: SessionDep,
+    ) -> dict[str, str]:
+        require_store_access(principal, store_id)
+        executions[body.name] += 1
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        return {"store_id": str(store_id), "name": body.name}
+
+    @router.post("/v1/tickets", status_code=201, dependencies=[Depends(THINGS)])
+    async def ticket(
+        body: TicketIn,
+        principal: Annotated[Principal, Depends(require("things:write"))],
+        session: SessionDep,
+    ) -> dict[str, str]:
+        require_store_access(principal, body.store_id)
+        executions[body.name] += 1
+        return {"store_id": str(body.store_id), "name": body.name}
+
+    @router.post("/v1/twice", status_code=201, dependencies=[Depends(THINGS)])
+    async def twice(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        """Inserts the same id twice: the database refuses, the route answers a 409."""
+        executions[body.name] += 1
+        thing_id = uuid.uuid4()
+        try:
+            for _ in range(2):
+                await session.execute(
+                    sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+                    {"id": thing_id, "name": body.name},
+                )
+        except sa.exc.IntegrityError:
+            raise IllegalState("thing_exists", "It is there already.") from None
+        return {"name": body.name}
+
+    @router.post("/v1/lagging", status_code=201, dependencies=[Depends(THINGS)])
+    async def lagging(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        if not flaky.get(body.name):
+            raise NotFound("Order not known yet.", code="order_not_found", transient=True)
+        return {"name": body.name}
+
+    @router.post("/v1/burn", dependencies=[Depends(THINGS)])
+    async def burn(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        raise FailAfterCommit(IllegalState("code_burnt", "The code was used up."))
+
+    @router.post("/v1/refused", dependencies=[Depends(THINGS)])
+    async def refused(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        executions[body.name] += 1
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": uuid.uuid4(), "name": body.name},
+        )
+        raise IllegalState("out_of_stock", f"No {body.name} left.")
+
     @router.get("/v1/things")
     async def list_things() -> list[str]:
         return []
@@ -208,9 +338,10 @@ async def database(create_database: CreateDatabase) -> AsyncIterator[Database]:
 async def harness(database: Database) -> AsyncIterator[Harness]:
     executions: Counter[str] = Counter()
     flaky: dict[str, bool] = {}
-    transport = httpx.ASGITransport(app=make_app(database, executions, flaky))
+    hold: dict[str, asyncio.Event] = {}
+    transport = httpx.ASGITransport(app=make_app(database, executions, flaky, hold))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Harness(client, database, executions, flaky)
+        yield Harness(client, database, executions, flaky, hold)
 
 
 def body(name: str, **fields: Any) -> bytes:
@@ -247,7 +378,7 @@ async def test_same_key_same_body_replays_the_original_response(harness: Harness
     assert await harness.things(name) == 1
     [row] = await harness.rows(key)
     assert row["state"] == "completed"
-    assert row["scope"] == f"merchant:{MERCHANT_A}"
+    assert row["scope"] == f"merchant:{MERCHANT_A}:staff:{STAFF[MERCHANT_A]}"
     assert row["response_status"] == 201
     assert row["locked_until"] is None
     assert timedelta(hours=23) < row["expires_at"] - row["created_at"] <= timedelta(hours=24)
@@ -318,8 +449,8 @@ async def test_two_tenants_with_the_same_key_do_not_collide(harness: Harness) ->
     assert a.json()["id"] != b.json()["id"]
     assert harness.executions[name] == 2
     assert {row["scope"] for row in await harness.rows(key)} == {
-        f"merchant:{MERCHANT_A}",
-        f"merchant:{MERCHANT_B}",
+        f"merchant:{MERCHANT_A}:staff:{STAFF[MERCHANT_A]}",
+        f"merchant:{MERCHANT_B}:staff:{STAFF[MERCHANT_B]}",
     }
 
 
@@ -345,31 +476,38 @@ async def test_caller_supplied_scope(harness: Harness) -> None:
 
 
 async def test_concurrent_requests_with_one_key_execute_once(harness: Harness) -> None:
+    """The duplicates wait on the first request's uncommitted key row, then replay its
+    answer."""
     key, name = new_key(), f"rice-{uuid.uuid4().hex[:6]}"
     content = body(name, delay=0.3)
     responses = await asyncio.gather(*(post(harness, "/v1/things", content, key) for _ in range(8)))
-    statuses = [r.status_code for r in responses]
-    originals = [
-        r for r in responses if r.status_code == 201 and "idempotent-replayed" not in r.headers
-    ]
-    assert len(originals) == 1, statuses
+    assert [r.status_code for r in responses] == [201] * 8
+    originals = [r for r in responses if "idempotent-replayed" not in r.headers]
+    assert len(originals) == 1
     for response in responses:
-        if response is originals[0]:
-            continue
-        if response.status_code == 409:
-            assert response.json()["code"] == "request_in_progress"
-            assert response.headers["retry-after"] == "1"
-        else:
-            assert response.status_code == 201
-            assert response.headers["idempotent-replayed"] == "true"
-            assert response.content == originals[0].content
-    assert statuses.count(409) >= 1
+        assert response.content == originals[0].content
     assert harness.executions[name] == 1
     assert await harness.things(name) == 1
+
+
+async def test_a_duplicate_waits_only_so_long(harness: Harness) -> None:
+    key, name = new_key(), f"slow-{uuid.uuid4().hex[:6]}"
+    content = body(name)
+    harness.hold[name] = asyncio.Event()
+    first = asyncio.create_task(post(harness, "/v1/impatient", content, key))
+    await eventually(started(harness, name))
+    second = await post(harness, "/v1/impatient", content, key)
+    assert second.status_code == 409
+    assert second.json()["code"] == "request_in_progress"
+    assert second.headers["retry-after"] == "1"
+    assert await harness.rows(key) == []  # the first one's row is not committed yet
+    harness.hold.pop(name).set()
+    assert (await first).status_code == 201
     # Once the first has finished, a retry gets its response.
-    retry = await post(harness, "/v1/things", content, key)
+    retry = await post(harness, "/v1/impatient", content, key)
     assert retry.headers["idempotent-replayed"] == "true"
-    assert retry.content == originals[0].content
+    assert retry.content == (await first).content
+    assert harness.executions[name] == 1
 
 
 async def test_concurrent_requests_with_different_keys_all_execute(harness: Harness) -> None:
@@ -454,7 +592,7 @@ async def test_a_403_is_not_stored(harness: Harness) -> None:
     assert harness.executions[name] == 1
 
 
-async def insert_claim(
+async def insert_legacy_claim(
     database: Database,
     key: str,
     content: bytes,
@@ -462,6 +600,7 @@ async def insert_claim(
     locked_for: timedelta,
     expires_in: timedelta = timedelta(days=1),
 ) -> None:
+    """A committed in-progress claim as the earlier two-transaction scheme left them."""
     async with database.transaction() as session:
         await session.execute(
             sa.text(
@@ -470,7 +609,7 @@ async def insert_claim(
                 " 'in_progress', now() + :locked, now() + :expires)"
             ),
             {
-                "scope": f"merchant:{MERCHANT_A}",
+                "scope": f"merchant:{MERCHANT_A}:staff:{STAFF[MERCHANT_A]}",
                 "key": key,
                 "hash": request_fingerprint("POST", "/v1/things", "", content),
                 "locked": locked_for,
@@ -479,20 +618,20 @@ async def insert_claim(
         )
 
 
-async def test_in_progress_claim_is_409(harness: Harness) -> None:
+async def test_a_live_legacy_claim_is_409(harness: Harness) -> None:
     key, name = new_key(), f"jam-{uuid.uuid4().hex[:6]}"
-    await insert_claim(harness.database, key, body(name), locked_for=timedelta(minutes=1))
+    await insert_legacy_claim(harness.database, key, body(name), locked_for=timedelta(minutes=1))
     response = await post(harness, "/v1/things", body(name), key)
     assert response.status_code == 409
     assert response.json()["code"] == "request_in_progress"
     assert harness.executions[name] == 0
+    assert (await post(harness, "/v1/things", body(name), key)).status_code == 409
 
 
-async def test_a_crashed_claim_lapses_and_a_retry_runs(harness: Harness) -> None:
-    """A process that died mid-request leaves an in-progress claim; once locked_until has
-    passed, the retry is let through."""
+async def test_a_lapsed_legacy_claim_is_taken_over(harness: Harness) -> None:
     key, name = new_key(), f"fig-{uuid.uuid4().hex[:6]}"
-    await insert_claim(harness.database, key, body(name), locked_for=timedelta(seconds=-1))
+    await insert_legacy_claim(harness.database, key, body(name), locked_for=timedelta(seconds=-1))
+    assert (await post(harness, "/v1/things", body(name + "-x"), key)).status_code == 422
     response = await post(harness, "/v1/things", body(name), key)
     assert response.status_code == 201
     assert harness.executions[name] == 1
@@ -500,16 +639,9 @@ async def test_a_crashed_claim_lapses_and_a_retry_runs(harness: Harness) -> None
     assert row["state"] == "completed"
 
 
-async def test_a_crashed_claim_still_refuses_a_different_body(harness: Harness) -> None:
-    key, name = new_key(), f"kiwi-{uuid.uuid4().hex[:6]}"
-    await insert_claim(harness.database, key, body(name), locked_for=timedelta(seconds=-1))
-    response = await post(harness, "/v1/things", body(name + "-x"), key)
-    assert response.status_code == 422
-
-
 async def test_an_expired_key_can_be_used_again(harness: Harness) -> None:
     key, name = new_key(), f"plum-{uuid.uuid4().hex[:6]}"
-    await insert_claim(
+    await insert_legacy_claim(
         harness.database,
         key,
         body("something else"),
@@ -523,44 +655,218 @@ async def test_an_expired_key_can_be_used_again(harness: Harness) -> None:
     assert row["expires_at"] - row["created_at"] == timedelta(hours=24)
 
 
-async def test_lapsed_owner_cannot_overwrite_the_new_claim(harness: Harness) -> None:
-    """The first request outlives its lock, a retry takes the key over; the first one's late
-    response must not replace the retry's claim."""
-    fast = Idempotency(required=True, lock_seconds=0.2)
-    key, name = new_key(), f"slow-{uuid.uuid4().hex[:6]}"
-    executions: Counter[str] = Counter()
-    app = FastAPI()
-    install_problem_handlers(app)
-    app.state.database = harness.database
-    app.state.token_verifier = TokenVerifier(StaticKeySource(public_jwks([KEY])), ISSUER, AUDIENCE)
-    router = APIRouter(route_class=IdempotentRoute)
-    release_first = asyncio.Event()
+# --- a request that dies half-way ----------------------------------------------------------
 
-    @router.post("/v1/things", status_code=201, dependencies=[Depends(fast)])
-    async def create(payload: ThingIn) -> dict[str, int]:
-        executions[payload.name] += 1
-        run = executions[payload.name]
-        if run == 1:
-            await release_first.wait()
-        return {"run": run}
 
-    app.include_router(router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+async def test_a_request_killed_after_its_write_is_retryable_at_once(harness: Harness) -> None:
+    """The client (or the process) goes away after the business write: the write and the key
+    row roll back together, so the retry neither waits for a lock nor finds half a request."""
+    key, name = new_key(), f"killed-{uuid.uuid4().hex[:6]}"
+    harness.hold[name] = asyncio.Event()
+    first = asyncio.create_task(post(harness, "/v1/held", body(name), key))
+    await eventually(written(harness, name))
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await harness.things(name) == 0
+    assert await harness.rows(key) == []
 
-        async def send() -> httpx.Response:
-            return await client.post("/v1/things", content=body(name), headers=headers(key, **JSON))
-
-        first = asyncio.create_task(send())
-        await asyncio.sleep(0.5)  # the first request's lock lapses
-        second = await send()
-        assert second.status_code == 201
-        assert second.json() == {"run": 2}
-        release_first.set()
-        assert (await first).json() == {"run": 1}
-        replay = await send()
+    harness.hold.pop(name)
+    retried = await post(harness, "/v1/held", body(name), key)
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
+    assert harness.executions[name] == 2
+    assert await harness.things(name) == 1
+    replay = await post(harness, "/v1/held", body(name), key)
     assert replay.headers["idempotent-replayed"] == "true"
-    assert replay.json() == {"run": 2}
+    assert harness.executions[name] == 2
+
+
+async def test_a_waiting_duplicate_takes_over_when_the_first_fails(harness: Harness) -> None:
+    key, name = new_key(), f"relay-{uuid.uuid4().hex[:6]}"
+    harness.hold[name] = asyncio.Event()
+    harness.flaky[name] = True
+    first = asyncio.create_task(post(harness, "/v1/held", body(name), key))
+    await eventually(written(harness, name))
+    second = asyncio.create_task(post(harness, "/v1/held", body(name), key))
+
+    async def waiting() -> bool:
+        async with harness.database.transaction() as session:
+            result = await session.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return int(result.scalar_one()) >= 1
+
+    await eventually(waiting)
+    harness.hold.pop(name).set()
+    assert (await first).status_code == 500
+    taken_over = await second
+    assert taken_over.status_code == 201
+    assert "idempotent-replayed" not in taken_over.headers
+    assert harness.executions[name] == 2
+    assert await harness.things(name) == 1
+
+
+async def test_a_crash_after_the_write_leaves_nothing_behind(harness: Harness) -> None:
+    key, name = new_key(), f"crash-{uuid.uuid4().hex[:6]}"
+    harness.flaky[name] = True
+    assert (await post(harness, "/v1/flaky", body(name), key)).status_code == 500
+    harness.flaky[name] = False
+    assert (await post(harness, "/v1/flaky", body(name), key)).status_code == 201
+    assert await harness.things(name) == 1
+
+
+async def test_one_commit_per_request(harness: Harness) -> None:
+    """Key, business change and answer commit together: one commit where the claim-beside
+    scheme needed three (claim, work, answer)."""
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    sa.event.listen(harness.database.engine.sync_engine, "commit", count)
+    try:
+        name = f"one-{uuid.uuid4().hex[:6]}"
+        assert (await post(harness, "/v1/things", body(name), new_key())).status_code == 201
+        assert len(commits) == 1
+        commits.clear()
+        assert (await post(harness, "/v1/reserve", body(name), new_key())).status_code == 409
+        assert len(commits) == 1
+    finally:
+        sa.event.remove(harness.database.engine.sync_engine, "commit", count)
+
+
+# --- rights before replay ------------------------------------------------------------------
+
+
+async def test_a_colleague_reusing_a_key_gets_a_fresh_answer(harness: Harness) -> None:
+    key, name = new_key(), f"mate-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/things", body(name), key)
+    assert first.status_code == 201
+    colleague = token(subject=uuid.uuid4())
+    other = await harness.client.post(
+        "/v1/things",
+        content=body(name),
+        headers={"Authorization": f"Bearer {colleague}", "Idempotency-Key": key, **JSON},
+    )
+    assert other.status_code == 201
+    assert "idempotent-replayed" not in other.headers
+    assert other.json()["id"] != first.json()["id"]
+
+
+async def test_a_caller_without_the_permission_never_sees_the_stored_answer(
+    harness: Harness,
+) -> None:
+    key, name = new_key(), f"perm-{uuid.uuid4().hex[:6]}"
+    assert (await post(harness, "/v1/things", body(name), key)).status_code == 201
+    # The same staff member, whose new token lost the permission.
+    for subject in (STAFF[MERCHANT_A], uuid.uuid4()):
+        denied = await harness.client.post(
+            "/v1/things",
+            content=body(name),
+            headers={
+                "Authorization": f"Bearer {token(scopes='things:read', subject=subject)}",
+                "Idempotency-Key": key,
+                **JSON,
+            },
+        )
+        assert denied.status_code == 403
+        assert "idempotent-replayed" not in denied.headers
+        assert denied.json()["code"] == "forbidden"
+    assert harness.executions[name] == 1
+
+
+async def test_a_cashier_of_another_store_gets_a_fresh_404(harness: Harness) -> None:
+    """The HQ admin receives goods into S2; a cashier of S1 resends it with the same key."""
+    key, name = new_key(), f"stock-{uuid.uuid4().hex[:6]}"
+    s1, s2 = uuid.uuid4(), uuid.uuid4()
+    hq = await harness.client.post(
+        f"/v1/stores/{s2}/things", content=body(name), headers=headers(key, **JSON)
+    )
+    assert hq.status_code == 201
+    for subject in (uuid.uuid4(), STAFF[MERCHANT_A]):
+        cashier = token(subject=subject, stores=[s1])
+        response = await harness.client.post(
+            f"/v1/stores/{s2}/things",
+            content=body(name),
+            headers={"Authorization": f"Bearer {cashier}", "Idempotency-Key": key, **JSON},
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "not_found"
+        assert "idempotent-replayed" not in response.headers
+    assert harness.executions[name] == 1
+
+
+async def test_a_store_named_in_the_body_is_checked_before_replay(harness: Harness) -> None:
+    key, name = new_key(), f"ticket-{uuid.uuid4().hex[:6]}"
+    s1, s2 = uuid.uuid4(), uuid.uuid4()
+    content = json.dumps({"store_id": str(s2), "name": name}).encode()
+    assert (await post(harness, "/v1/tickets", content, key)).status_code == 201
+    replay = await post(harness, "/v1/tickets", content, key)
+    assert replay.headers["idempotent-replayed"] == "true"
+    narrowed = token(stores=[s1])  # the same staff member, now limited to S1
+    response = await harness.client.post(
+        "/v1/tickets",
+        content=content,
+        headers={"Authorization": f"Bearer {narrowed}", "Idempotency-Key": key, **JSON},
+    )
+    assert response.status_code == 404
+    assert "idempotent-replayed" not in response.headers
+    assert harness.executions[name] == 1
+
+
+# --- what is stored ------------------------------------------------------------------------
+
+
+async def test_a_transient_problem_is_not_stored(harness: Harness) -> None:
+    key, name = new_key(), f"lag-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/lagging", body(name), key)
+    assert first.status_code == 404
+    assert first.json()["code"] == "order_not_found"
+    assert await harness.rows(key) == []
+    harness.flaky[name] = True  # the replica has caught up
+    second = await post(harness, "/v1/lagging", body(name), key)
+    assert second.status_code == 201
+    assert harness.executions[name] == 2
+
+
+async def test_a_refusal_after_a_database_error_is_stored(harness: Harness) -> None:
+    """The failed statement aborted the transaction; rolling back to the savepoint recovers it
+    so the refusal can still be stored."""
+    key, name = new_key(), f"twice-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/twice", body(name), key)
+    assert first.status_code == 409
+    assert first.json()["code"] == "thing_exists"
+    assert await harness.things(name) == 0
+    second = await post(harness, "/v1/twice", body(name), key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert harness.executions[name] == 1
+
+
+async def test_fail_after_commit_keeps_the_work_and_stores_the_answer(harness: Harness) -> None:
+    key, name = new_key(), f"burnt-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/burn", body(name), key)
+    assert first.status_code == 409
+    assert await harness.things(name) == 1
+    second = await post(harness, "/v1/burn", body(name), key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
+    assert harness.executions[name] == 1
+
+
+async def test_a_refusal_rolls_back_its_work_but_keeps_its_answer(harness: Harness) -> None:
+    key, name = new_key(), f"half-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/refused", body(name), key)
+    assert first.status_code == 409
+    assert await harness.things(name) == 0
+    [row] = await harness.rows(key)
+    assert row["response_status"] == 409
+    second = await post(harness, "/v1/refused", body(name), key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert harness.executions[name] == 1
 
 
 # --- wiring and maintenance ----------------------------------------------------------------

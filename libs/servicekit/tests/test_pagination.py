@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase
 
 from servicekit.db import Database
-from servicekit.errors import Problem, install_problem_handlers
+from servicekit.errors import BadRequest, Problem, install_problem_handlers
 from servicekit.pagination import (
     CursorParams,
     CursorParamsDep,
@@ -331,3 +331,18 @@ def test_page_schema() -> None:
     page_schema = schema["components"]["schemas"]["Page_ItemOut_"]
     assert page_schema["required"] == ["items"]
     assert "next_cursor" in page_schema["properties"]
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"])
+def test_a_cursor_hiding_unstorable_text_is_invalid(text: str) -> None:
+    cursor = b64json({"k": [["s", text]], "o": "x"})
+    with pytest.raises(BadRequest) as caught:
+        decode_cursor(cursor, "x", 1)
+    assert caught.value.code == "invalid_cursor"
+
+
+async def test_a_nul_in_the_cursor_parameter_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/items", params={"cursor": "abc\x00"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_character"
+    assert response.json()["errors"][0]["field"] == "cursor"

@@ -11,6 +11,10 @@ from typing import Any
 from contracts.events.orders import OrderLine, OrderPaid, OrderRefunded, ReturnedLine
 from contracts.money import Money
 from inventory.stock.handlers import deduct_sold_goods, restock_returned_goods
+from servicekit.auth import Role
+from servicekit.testing.tokens import bearer_headers
+
+from .conftest import KEY
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CNY = Money.of(0, "CNY")
@@ -102,6 +106,38 @@ async def test_stock_in_replays_with_the_same_idempotency_key(harness: Any) -> N
     assert missing.json()["code"] == "idempotency_key_required"
 
 
+async def test_a_cashier_of_another_store_cannot_replay_the_hq_stock_in(harness: Any) -> None:
+    """The HQ admin receives goods into S2; a cashier of S1 resends it with the same key and
+    gets what a fresh request would get, not S2's movements."""
+    merchant, s1, s2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    product = await harness.product(merchant)
+    body = {"occurred_at": T0.isoformat(), "lines": [{"product_id": product["id"], "quantity": 4}]}
+    key = {"Idempotency-Key": f"dn-{uuid.uuid4().hex}"}
+    hq = await harness.client.post(
+        f"/v1/stores/{s2}/stock-in", json=body, headers={**harness.auth(merchant), **key}
+    )
+    assert hq.status_code == 201
+    cashier = bearer_headers(
+        KEY,
+        merchant,
+        scopes=frozenset({"inventory:adjust"}),
+        store_ids=frozenset({s1}),
+        role=Role.CASHIER,
+    )
+    replayed = await harness.client.post(
+        f"/v1/stores/{s2}/stock-in", json=body, headers={**cashier, **key}
+    )
+    assert replayed.status_code == 404
+    assert "idempotent-replayed" not in replayed.headers
+    # The same HQ admin, whose new token lost the store, is refused too.
+    narrowed = harness.auth(merchant, store_ids=frozenset({s1}))
+    again = await harness.client.post(
+        f"/v1/stores/{s2}/stock-in", json=body, headers={**narrowed, **key}
+    )
+    assert again.status_code == 404
+    assert await harness.on_hand(merchant, s2, product["id"]) == 4
+
+
 async def test_stock_in_of_an_unknown_product_names_the_line(harness: Any) -> None:
     merchant, store = uuid.uuid4(), uuid.uuid4()
     product = await harness.product(merchant)
@@ -187,7 +223,7 @@ async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
             "occurred_at": (T0 + timedelta(hours=2)).isoformat(),
             "lines": [{"product_id": pid, "counted": 8}],
         },
-        headers=harness.auth(merchant),
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert count.status_code == 201, count.text
     assert await harness.on_hand(merchant, store, pid) == 13
@@ -215,18 +251,32 @@ async def test_adjustment_needs_its_scope_and_a_reason(harness: Any) -> None:
     forbidden = await harness.client.post(
         f"/v1/stores/{store}/adjustments",
         json=body,
-        headers=harness.auth(merchant, scopes=frozenset({"catalog:manage"})),
+        headers={
+            **harness.auth(merchant, scopes=frozenset({"catalog:manage"})),
+            "Idempotency-Key": uuid.uuid4().hex,
+        },
     )
     assert forbidden.status_code == 403
-    done = await harness.client.post(
+    keyless = await harness.client.post(
         f"/v1/stores/{store}/adjustments", json=body, headers=harness.auth(merchant)
+    )
+    assert keyless.status_code == 400
+    assert keyless.json()["code"] == "idempotency_key_required"
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    done = await harness.client.post(
+        f"/v1/stores/{store}/adjustments", json=body, headers={**harness.auth(merchant), **key}
     )
     assert done.status_code == 201, done.text
     assert done.json()["on_hand_after"] == -2
+    again = await harness.client.post(
+        f"/v1/stores/{store}/adjustments", json=body, headers={**harness.auth(merchant), **key}
+    )
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await harness.on_hand(merchant, store, product["id"]) == -2
     unreasoned = await harness.client.post(
         f"/v1/stores/{store}/adjustments",
         json={**body, "reason": ""},
-        headers=harness.auth(merchant),
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert unreasoned.status_code == 422
 

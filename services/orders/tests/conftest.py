@@ -287,7 +287,9 @@ class Harness:
             **extra,
         }
         return await self.client.post(
-            "/v1/orders", json=body, headers=self.auth(merchant_id, scopes)
+            "/v1/orders",
+            json=body,
+            headers={**self.auth(merchant_id, scopes), "Idempotency-Key": uuid.uuid4().hex},
         )
 
     async def order(self, merchant_id: uuid.UUID, order_id: str) -> dict[str, Any]:

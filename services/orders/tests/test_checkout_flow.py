@@ -146,7 +146,7 @@ async def checkout(stack: Stack, kit: Any, timeout: float) -> None:
             "occurred_at": "2026-03-01T12:00:00+00:00",
             "lines": [{"product_id": product_id, "quantity": 3}],
         },
-        headers=headers,
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
     )
     assert placed.status_code == 201, placed.text
     order = placed.json()

@@ -127,7 +127,7 @@ async def test_qr_payment_pending_then_notified_succeeded_with_fee(harness: Harn
             "account_number": "1900012345678",
             "holder_name": "Noodle House Ltd",
         },
-        headers=harness.token(merchant),
+        headers={**harness.token(merchant), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert account.status_code == 201, account.text
     assert account.json()["account_number_masked"] == "*********5678"

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final, get_args
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
@@ -27,6 +28,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.text import (
+    INVALID_CHARACTER,
+    MESSAGE,
+    is_storable,
+    may_hold_unstorable_json,
+    unstorable_fields,
+)
+
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
@@ -34,6 +43,13 @@ PROBLEM_TYPE_BASE: Final = "https://countertop.dev/problems/"
 
 _CODE_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 _STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code", "errors"})
+
+#: Statuses that say "not processed, try again" rather than answer the request: a problem
+#: with one of them (or any 5xx) is transient unless it says otherwise.
+TRANSIENT_STATUSES: Final = frozenset({401, 403, 408, 423, 425, 429})
+#: Where the problem handler notes, in the ASGI scope, that the answer it rendered is transient
+#: (read by the idempotency layer, which must never keep such an answer for replay).
+TRANSIENT_SCOPE_KEY: Final = "countertop.transient_problem"
 
 
 def problem_type(code: str) -> str:
@@ -70,6 +86,9 @@ class Problem(Exception):
 
     ``extra`` keyword arguments become extension members of the body (``current_version=3``);
     ``headers`` are sent with the response (``Retry-After``, ``WWW-Authenticate``).
+    ``transient`` marks an answer that may change when the client simply retries (a replica
+    not caught up yet, a lock, a throttle); it defaults to true for 5xx and
+    :data:`TRANSIENT_STATUSES`. A transient answer is never stored under an idempotency key.
     """
 
     def __init__(
@@ -81,6 +100,7 @@ class Problem(Exception):
         title: str | None = None,
         errors: Sequence[FieldError] = (),
         headers: Mapping[str, str] | None = None,
+        transient: bool | None = None,
         **extra: Any,
     ) -> None:
         if not 400 <= status <= 599:
@@ -98,6 +118,9 @@ class Problem(Exception):
         self.errors: list[FieldError] = list(errors)
         self.headers: dict[str, str] = dict(headers or {})
         self.extra: dict[str, Any] = extra
+        self.transient: bool = (
+            transient if transient is not None else status >= 500 or status in TRANSIENT_STATUSES
+        )
 
     @property
     def type(self) -> str:
@@ -463,6 +486,8 @@ def _internal_error(path: str) -> Response:
 
 async def _handle_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
+    if exc.transient:
+        request.scope[TRANSIENT_SCOPE_KEY] = True
     return exc.to_response(request.url.path)
 
 
@@ -517,10 +542,86 @@ class UnhandledErrorMiddleware:
             await _internal_error(path)(scope, receive, send)
 
 
+def invalid_character(fields: Iterable[str]) -> Problem:
+    """422 ``invalid_character``: text PostgreSQL cannot store (see :mod:`servicekit.text`)."""
+    return ValidationFailed(
+        [FieldError(field, INVALID_CHARACTER, MESSAGE) for field in fields],
+        "The request contains a character that cannot be stored (NUL or a lone surrogate).",
+        code=INVALID_CHARACTER,
+    )
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return bool(media == b"application/json" or media.endswith(b"+json"))
+    return False
+
+
+class UnstorableInputGuard:
+    """422 ``invalid_character`` for a NUL or a lone surrogate anywhere in the path, the query
+    or a JSON body, before any route sees the request: such text would only fail later, in
+    PostgreSQL, as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if not is_storable(path):
+            await invalid_character(["path"]).to_response()(scope, receive, send)
+            return
+        query: bytes = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            fields = [
+                name if is_storable(name) else "query"
+                for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                if not (is_storable(name) and is_storable(value))
+            ]
+            if fields:
+                await invalid_character(fields).to_response(path)(scope, receive, send)
+                return
+        if not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        raw = b"".join(m.get("body", b"") for m in received if m["type"] == "http.request")
+        if may_hold_unstorable_json(raw):
+            fields = _unstorable_json_fields(raw)
+            if fields:
+                await invalid_character(fields).to_response(path)(scope, receive, send)
+                return
+
+        async def replay() -> Message:
+            if received:
+                return received.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _unstorable_json_fields(raw: bytes) -> list[str]:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return []  # malformed: the route answers 400 malformed_json
+    return list(dict.fromkeys(unstorable_fields(document)))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer every error of ``app`` with problem+json. Call before the app serves requests."""
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(Exception, _handle_unexpected)
+    app.add_middleware(UnstorableInputGuard)
     app.add_middleware(UnhandledErrorMiddleware)

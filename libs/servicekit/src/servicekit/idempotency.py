@@ -6,22 +6,41 @@ its network demands; the work happens once.
 * same key, same request (method, path, query and raw body): the original response, status,
   headers and body, with ``Idempotent-Replayed: true``;
 * same key, different request: 422 ``idempotency_key_reused``;
-* same key while the first request still runs: 409 ``request_in_progress``;
-* keys are scoped: by the caller's merchant by default, so two tenants never collide.
+* same key while the first request still runs: the retry waits for it (at most
+  ``wait_seconds``, 5 s by default) and then gets its answer; past that, 409
+  ``request_in_progress`` with ``Retry-After: 1``;
+* keys are scoped to the caller: merchant *and* staff member by default, so neither another
+  tenant nor a colleague with other rights can reach someone else's stored answer.
 
-What is stored: every response below 500 (Stripe's rule: a 4xx is an answer too, and
-replaying it keeps a retried request from suddenly succeeding with different effects), except
-the statuses that mean "not processed, try again": 401 and 403 (credentials, not the request),
-408, 423, 425 and 429. A 5xx or a crash stores nothing: the claim is released (or, if the
-process died, lapses at ``locked_until``) and a retry runs the request again, which is safe
-because the failed attempt's transaction rolled back.
+The caller first (replay never bypasses rights): the key is looked up only after every other
+dependency of the route has run (authentication, ``require(...)`` permissions, the session),
+and after the caller's access to the store the request names (a ``store_id`` in the path or at
+the top of the JSON body) is checked.
+A caller who could not have made the request gets what a fresh request would get.
 
-Mechanics: the key is claimed in its own short committed transaction before the route runs,
-so a concurrent request sees the claim; the response is captured at the ASGI level and stored
-only after the route, including the commit of its unit of work, has finished, then sent. A
-response whose commit failed is never stored or sent. The one window left is a crash between
-the business commit and the storing of the response: the claim lapses and a retry executes
-again, which is why resources also carry client-generated ids with unique constraints.
+One transaction (Stripe's model). The route owns the request's unit of work (see
+:class:`servicekit.uow.OwnedUnitOfWork`): it opens the transaction, the key row is inserted
+into it before the business work, the business work runs in a savepoint, the response is
+captured at the ASGI level, written into the key row, and the whole commits once; only then is
+the response sent. Consequences:
+
+* no crash window and no lock to lapse: a request whose process died (or whose client went
+  away) rolled back with its key row, so a retry runs at once, and a retry can never run work
+  that was committed, because the work and its answer commit together;
+* a concurrent duplicate's insert of the same key blocks on the first one's uncommitted row
+  (PostgreSQL's unique index) and then sees its stored answer, or, if the first rolled back,
+  takes the key over; ``lock_timeout`` bounds the wait;
+* a response whose commit failed is never stored or sent (the caller gets a 500);
+* one commit per request, not three (claim, business, answer);
+* the dependencies that run before the key (authentication, permission and scope checks) only
+  read: a refusal stored under the key rolls back to the savepoint, not past it.
+
+What is stored: every answer below 500, 4xx included (Stripe's rule: replaying a refusal keeps
+a retried request from suddenly succeeding with different effects; the refused request's
+business work is rolled back to the savepoint, its answer still commits), except transient
+answers: 401, 403, 408, 423, 425, 429, 409 ``request_in_progress`` and any problem raised with
+``transient=True`` (a replica not caught up yet). Those, and 5xx, leave no key behind, so the
+retry runs again. Keys are kept 24 hours and purged by the housekeeping task.
 
 Usage::
 
@@ -33,26 +52,29 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
+import inspect
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Final
 
 import sqlalchemy as sa
-from fastapi import Header, Request
-from fastapi.dependencies.models import Dependant
+from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message, Receive, Scope, Send
 
-from servicekit.auth import get_principal
+from servicekit.auth import get_principal, require_store_access
 from servicekit.db import Database
-from servicekit.errors import BadRequest, Conflict, Problem
+from servicekit.errors import TRANSIENT_SCOPE_KEY, TRANSIENT_STATUSES, BadRequest, Conflict, Problem
 from servicekit.schema import define_platform_tables
+from servicekit.uow import OwnedUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +82,19 @@ HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 MAX_KEY_LENGTH: Final = 255
 DEFAULT_RETENTION: Final = timedelta(hours=24)
-DEFAULT_LOCK_SECONDS: Final = 60.0
+DEFAULT_WAIT_SECONDS: Final = 5.0
 
 #: Responses that say "not processed, try again" and are therefore not kept for replay.
-NOT_STORED_STATUSES: Final = frozenset({401, 403, 408, 423, 425, 429})
+NOT_STORED_STATUSES: Final = TRANSIENT_STATUSES
 
 _STATE_IN_PROGRESS: Final = "in_progress"
 _STATE_COMPLETED: Final = "completed"
-_SCOPE_KEY: Final = "countertop.idempotency"
+_CONTEXT_SCOPE_KEY: Final = "countertop.idempotency"
+# The key whose row this request inserted (or took over) in its own transaction.
+_HELD_SCOPE_KEY: Final = "countertop.idempotency_held"
+_CHECKPOINT_PARAM: Final = "countertop_idempotency_checkpoint"
+# PostgreSQL's lock_not_available: our lock_timeout expired while another request held the key.
+_LOCK_NOT_AVAILABLE: Final = "55P03"
 # Regenerated on replay or meaningless to repeat.
 _UNSTORED_HEADERS: Final = frozenset(
     {b"content-length", b"date", b"server", b"set-cookie", b"transfer-encoding", b"connection"}
@@ -96,15 +123,19 @@ class _Stored:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    locked_until: datetime
+class _Replay(Exception):
+    """Raised by the checkpoint when the key already holds an answer: the route stops there
+    and :class:`IdempotentRoute` sends the stored answer."""
+
+    def __init__(self, stored: _Stored) -> None:
+        super().__init__("replay")
+        self.stored = stored
 
 
-async def merchant_scope(request: Request) -> str:
-    """The default key scope: the authenticated caller's merchant."""
+async def caller_scope(request: Request) -> str:
+    """The default key scope: the authenticated caller, merchant and staff member."""
     principal = await get_principal(request)
-    return f"merchant:{principal.merchant_id}"
+    return f"merchant:{principal.merchant_id}:staff:{principal.subject}"
 
 
 def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
@@ -139,14 +170,14 @@ class Idempotency:
         *,
         required: bool = False,
         scope: ScopeResolver | None = None,
-        lock_seconds: float = DEFAULT_LOCK_SECONDS,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
         retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
-        if lock_seconds <= 0:
-            raise ValueError("lock_seconds must be positive")
+        if wait_seconds <= 0:
+            raise ValueError("wait_seconds must be positive")
         self.required = required
-        self.resolve_scope: ScopeResolver = scope or merchant_scope
-        self.lock_seconds = lock_seconds
+        self.resolve_scope: ScopeResolver = scope or caller_scope
+        self.wait_seconds = wait_seconds
         self.retention = retention
 
     async def __call__(
@@ -163,153 +194,284 @@ class Idempotency:
             ),
         ] = None,
     ) -> IdempotencyContext | None:
-        if _SCOPE_KEY not in request.scope:
+        if OwnedUnitOfWork.of(request.scope) is None:
             raise RuntimeError(
                 "an Idempotency dependency is only honoured on routes of a router created "
                 "with route_class=IdempotentRoute"
             )
-        context: IdempotencyContext | None = request.scope[_SCOPE_KEY]
-        return context
+        return await self.context(request)
 
-    async def handle(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        app: Callable[[Scope, Receive, Send], Awaitable[None]],
-    ) -> None:
-        """Run ``app`` (the route) at most once per key."""
-        request = Request(scope, receive)
+    async def context(self, request: Request) -> IdempotencyContext | None:
+        """The validated key and its scope; ``None`` when an optional key was not sent."""
+        if _CONTEXT_SCOPE_KEY in request.scope:
+            known: IdempotencyContext | None = request.scope[_CONTEXT_SCOPE_KEY]
+            return known
         key = request.headers.get(HEADER)
         if key is None:
             if self.required:
                 raise BadRequest("idempotency_key_required", f"This request needs an {HEADER}.")
-            scope[_SCOPE_KEY] = None
-            await app(scope, receive, send)
-            return
+            request.scope[_CONTEXT_SCOPE_KEY] = None
+            return None
         _validate_key(key)
-        key_scope = await self.resolve_scope(request)
+        context = IdempotencyContext(key=key, scope=await self.resolve_scope(request))
+        request.scope[_CONTEXT_SCOPE_KEY] = context
+        return context
+
+    async def checkpoint(self, request: Request) -> OwnedUnitOfWork:
+        """Run last among the route's dependencies: claim the key in the request's transaction,
+        or stop the route with the stored answer."""
+        owned = OwnedUnitOfWork.of(request.scope)
+        if owned is None:
+            raise RuntimeError(
+                "an Idempotency dependency is only honoured on routes of a router created "
+                "with route_class=IdempotentRoute"
+            )
+        context = await self.context(request)
+        if context is None:
+            return owned
+        await _check_store_scope(request)
         body = await request.body()
         fingerprint = request_fingerprint(request.method, request.url.path, request.url.query, body)
-        database = getattr(request.app.state, "database", None)
-        if not isinstance(database, Database):
-            raise RuntimeError("app.state.database is not set")
-
-        outcome = await _claim(
-            database,
-            scope=key_scope,
-            key=key,
+        stored = await _claim(
+            owned.session,
+            context,
             method=request.method,
             path=request.url.path,
             fingerprint=fingerprint,
-            lock_seconds=self.lock_seconds,
+            wait_seconds=self.wait_seconds,
             retention=self.retention,
         )
-        if isinstance(outcome, _Stored):
-            await _send_replay(outcome, send)
-            return
+        if stored is not None:
+            raise _Replay(stored)
+        request.scope[_HELD_SCOPE_KEY] = context
+        owned.savepoint = await owned.session.begin_nested()
+        return owned
 
-        scope[_SCOPE_KEY] = IdempotencyContext(key=key, scope=key_scope)
-        messages: list[Message] = []
 
-        async def capture(message: Message) -> None:
-            messages.append(message)
-
+async def _check_store_scope(request: Request) -> None:
+    """The store a request names, in its path or as the top-level ``store_id`` of its JSON
+    body, is checked against the caller before any stored answer is seen."""
+    if "authorization" not in request.headers:
+        return  # a route without a signed-in caller has no store scope
+    named = [request.path_params.get("store_id")]
+    try:
+        document = await request.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        named.append(document.get("store_id"))
+    for raw in named:
+        if raw is None:
+            continue
         try:
-            await app(scope, _replaying(body, receive), capture)
-        except BaseException:
-            await _release_quietly(database, key_scope, key, outcome)
-            raise
-
-        stored = _collect(messages)
-        if stored is not None and stored.status < 500 and stored.status not in NOT_STORED_STATUSES:
-            try:
-                await _complete(database, key_scope, key, outcome, stored)
-            except Exception:
-                # The work is done and committed; the client gets its answer. The claim lapses
-                # at locked_until and a retry would run again (see the module docstring).
-                log.exception("could not store the response for idempotency key %r", key)
-        else:
-            await _release_quietly(database, key_scope, key, outcome)
-        for message in messages:
-            await send(message)
+            store_id = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
+        except ValueError:
+            continue  # the route's own validation answers that
+        require_store_access(await get_principal(request), store_id)
 
 
 class IdempotentRoute(APIRoute):
-    """A route that honours an :class:`Idempotency` dependency declared on it or its router."""
+    """A route that owns its unit of work and honours an :class:`Idempotency` dependency
+    declared on it or its router."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        dependencies = list(kwargs.get("dependencies") or [])
+        policy = next(
+            (d.dependency for d in dependencies if isinstance(d.dependency, Idempotency)),
+            None,
+        )
+        if policy is None:
+            policy = _find_in_signature(endpoint)
+        self.idempotency: Idempotency | None = policy
+        if policy is not None:
+            endpoint = _with_checkpoint(endpoint, policy)
         super().__init__(path, endpoint, **kwargs)
-        self.idempotency: Idempotency | None = _find_policy(self.dependant)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        policy = self.idempotency
         if (
-            policy is None
+            self.idempotency is None
             or scope["type"] != "http"
             or (self.methods and scope["method"] not in self.methods)
         ):
             await super().handle(scope, receive, send)
             return
-        await policy.handle(scope, receive, send, super().handle)
+        database = getattr(scope["app"].state, "database", None)
+        if not isinstance(database, Database):
+            raise RuntimeError("app.state.database is not set")
+        await _run_owned(database, scope, receive, send, super().handle)
 
 
-def _find_policy(dependant: Dependant) -> Idempotency | None:
-    for sub in dependant.dependencies:
-        if isinstance(sub.call, Idempotency):
-            return sub.call
-        found = _find_policy(sub)
-        if found is not None:
-            return found
+def _find_in_signature(endpoint: Callable[..., Any]) -> Idempotency | None:
+    try:
+        signature = inspect.signature(endpoint, eval_str=True)
+    except (NameError, TypeError, ValueError):
+        return None
+    for parameter in signature.parameters.values():
+        for marker in getattr(parameter.annotation, "__metadata__", ()):
+            if isinstance(getattr(marker, "dependency", None), Idempotency):
+                policy: Idempotency = marker.dependency
+                return policy
     return None
+
+
+def _with_checkpoint(endpoint: Callable[..., Any], policy: Idempotency) -> Callable[..., Any]:
+    """``endpoint`` with one more dependency, declared after all of its own: FastAPI solves
+    dependencies in declaration order, so authentication and permissions run before the key is
+    looked up."""
+    signature = inspect.signature(endpoint, eval_str=True)
+    parameters = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        else p
+        for p in signature.parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    parameters.append(
+        inspect.Parameter(
+            _CHECKPOINT_PARAM,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[OwnedUnitOfWork, Depends(policy.checkpoint)],
+        )
+    )
+    parameters.extend(
+        p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD
+    )
+    wrapper: Callable[..., Any]
+    if inspect.iscoroutinefunction(endpoint):
+
+        async def wrapper(**values: Any) -> Any:
+            owned: OwnedUnitOfWork = values.pop(_CHECKPOINT_PARAM)
+            result = await endpoint(**values)
+            owned.returned = True
+            return result
+
+    else:
+
+        def wrapper(**values: Any) -> Any:
+            owned: OwnedUnitOfWork = values.pop(_CHECKPOINT_PARAM)
+            result = endpoint(**values)
+            owned.returned = True
+            return result
+
+    functools.update_wrapper(wrapper, endpoint)
+    setattr(wrapper, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
+    return wrapper
+
+
+# --- the request's transaction ---------------------------------------------------------------
+
+
+async def _run_owned(
+    database: Database,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+) -> None:
+    """Run the route inside one transaction it shares with its idempotency key, commit, and
+    only then send the answer."""
+    messages: list[Message] = []
+
+    async def capture(message: Message) -> None:
+        messages.append(message)
+
+    async with database.sessionmaker() as session:
+        # Rolled back by the session's close on any exit that does not commit: an exception,
+        # a cancellation, a replay.
+        await session.begin()
+        owned = OwnedUnitOfWork(session)
+        owned.attach(scope)
+        try:
+            await app(scope, receive, capture)
+        except _Replay as replay:
+            await session.rollback()
+            await _send_stored(replay.stored, send, replayed=True)
+            return
+        response = _collect(messages)
+        held: IdempotencyContext | None = scope.get(_HELD_SCOPE_KEY)
+        keep = owned.work_kept and response is not None and response.status < 500
+        if owned.savepoint is not None and owned.savepoint.is_active:
+            if keep:
+                await owned.savepoint.commit()
+            else:
+                await owned.savepoint.rollback()
+        storable = response is not None and _storable(response, scope)
+        if held is not None:
+            if storable:
+                assert response is not None
+                await _complete(session, held, response)
+            elif keep:
+                # The work stays, its answer does not: the key must not outlive this request.
+                await _release(session, held)
+        if keep or (held is not None and storable):
+            # A commit failure propagates: the caller gets a 500, never this response.
+            await session.commit()
+        else:
+            await session.rollback()
+    for message in messages:
+        await send(message)
+
+
+def _storable(response: _Stored, scope: Scope) -> bool:
+    return (
+        response.status < 500
+        and response.status not in NOT_STORED_STATUSES
+        and not scope.get(TRANSIENT_SCOPE_KEY, False)
+    )
 
 
 # --- storage -------------------------------------------------------------------------------
 
 
 async def _claim(
-    database: Database,
+    session: AsyncSession,
+    context: IdempotencyContext,
     *,
-    scope: str,
-    key: str,
     method: str,
     path: str,
     fingerprint: str,
-    lock_seconds: float,
+    wait_seconds: float,
     retention: timedelta,
-) -> _Claim | _Stored:
-    """Claim the key in a committed transaction of its own, or say why not."""
+) -> _Stored | None:
+    """Insert the key row into the request's transaction (``None``: this request owns it now),
+    or return the answer stored under it."""
     # Database time throughout: the replicas' clocks never have to agree.
-    lock_until = sa.func.now() + sa.bindparam(
-        None, timedelta(seconds=lock_seconds), type_=sa.Interval()
-    )
     expires = sa.func.now() + sa.bindparam(None, retention, type_=sa.Interval())
     fresh = {
         "method": method,
         "path": path,
         "request_hash": fingerprint,
+        # Never visible as such to another request: the row commits with its answer.
         "state": _STATE_IN_PROGRESS,
         "response_status": None,
         "response_headers": None,
         "response_body": None,
         "created_at": sa.func.now(),
-        "locked_until": lock_until,
+        "locked_until": None,
         "expires_at": expires,
     }
-    where_key = (_t.scope == scope) & (_t.key == key)
-    # A row can vanish between the insert and the select (released by its owner, purged):
-    # going round again settles it.
-    for _ in range(5):
-        async with database.transaction() as session:
+    where_key = (_t.scope == context.scope) & (_t.key == context.key)
+    # Waiting on a concurrent duplicate is bounded; the business work after it is not, so the
+    # setting goes back to what it was once the key is settled.
+    prior = (
+        await session.execute(
+            sa.select(
+                sa.func.current_setting("lock_timeout"),
+                sa.func.set_config("lock_timeout", f"{max(1, int(wait_seconds * 1000))}ms", True),
+            )
+        )
+    ).one()[0]
+    try:
+        # A row can vanish between the insert and the select (purged): going round settles it.
+        for _ in range(5):
             inserted = await session.execute(
                 pg_insert(idempotency_keys)
-                .values(scope=scope, key=key, **fresh)
+                .values(scope=context.scope, key=context.key, **fresh)
                 .on_conflict_do_nothing(index_elements=[_t.scope, _t.key])
-                .returning(_t.locked_until)
+                .returning(_t.key)
             )
-            locked_until = inserted.scalar_one_or_none()
-            if locked_until is not None:
-                return _Claim(locked_until)
+            if inserted.scalar_one_or_none() is not None:
+                break
             row = (
                 await session.execute(
                     sa.select(
@@ -329,77 +491,63 @@ async def _claim(
             ).one_or_none()
             if row is None:
                 continue
-            takeover = row.expired or (row.state == _STATE_IN_PROGRESS and row.lock_lapsed)
             if not row.expired and row.request_hash != fingerprint:
                 raise Problem(
                     422,
                     "idempotency_key_reused",
                     f"This {HEADER} was already used for a different request.",
                 )
-            if takeover:
-                # Expired, or its request crashed without releasing it: start afresh.
-                updated = await session.execute(
-                    sa.update(idempotency_keys)
-                    .where(where_key)
-                    .values(**fresh)
-                    .returning(_t.locked_until)
-                )
-                return _Claim(updated.scalar_one())
+            # A committed in-progress row is a claim of the earlier two-transaction scheme
+            # whose request died; past its lock it is taken over like an expired key.
+            stale = row.state == _STATE_IN_PROGRESS and row.lock_lapsed
+            if row.expired or stale:
+                await session.execute(sa.update(idempotency_keys).where(where_key).values(**fresh))
+                break
             if row.state == _STATE_COMPLETED:
                 return _Stored(
                     status=row.response_status,
                     headers=[(name, value) for name, value in row.response_headers or []],
                     body=row.response_body or b"",
                 )
-            raise Conflict(
-                "A request with this idempotency key is still being processed; retry shortly.",
-                code="request_in_progress",
-                headers={"Retry-After": "1"},
-            )
-    raise RuntimeError(f"could not claim idempotency key {key!r}")
+            raise _in_progress()
+        else:
+            raise RuntimeError(f"could not claim idempotency key {context.key!r}")
+    except DBAPIError as exc:
+        # The transaction is aborted now; the route rolls it back.
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise _in_progress() from None
+        raise
+    await session.execute(sa.select(sa.func.set_config("lock_timeout", prior, True)))
+    return None
 
 
-def _owned(scope: str, key: str, claim: _Claim) -> sa.ColumnElement[bool]:
-    # locked_until doubles as a fencing token: a request whose lock lapsed and was taken over
-    # must not overwrite or release the newer claim.
-    return (
-        (_t.scope == scope)
-        & (_t.key == key)
-        & (_t.state == _STATE_IN_PROGRESS)
-        & (_t.locked_until == claim.locked_until)
+def _in_progress() -> Problem:
+    return Conflict(
+        "A request with this idempotency key is still being processed; retry shortly.",
+        code="request_in_progress",
+        headers={"Retry-After": "1"},
+        transient=True,
     )
 
 
-async def _complete(
-    database: Database, scope: str, key: str, claim: _Claim, stored: _Stored
-) -> None:
-    async with database.transaction() as session:
-        result = await session.execute(
-            sa.update(idempotency_keys)
-            .where(_owned(scope, key, claim))
-            .values(
-                state=_STATE_COMPLETED,
-                response_status=stored.status,
-                response_headers=[list(pair) for pair in stored.headers],
-                response_body=stored.body,
-                locked_until=None,
-            )
+async def _complete(session: AsyncSession, context: IdempotencyContext, stored: _Stored) -> None:
+    await session.execute(
+        sa.update(idempotency_keys)
+        .where((_t.scope == context.scope) & (_t.key == context.key))
+        .values(
+            state=_STATE_COMPLETED,
+            response_status=stored.status,
+            response_headers=[list(pair) for pair in stored.headers],
+            response_body=stored.body,
+            locked_until=None,
         )
-    if getattr(result, "rowcount", 1) == 0:
-        log.warning("idempotency key %r was taken over before its response was stored", key)
+    )
 
 
-async def _release(database: Database, scope: str, key: str, claim: _Claim) -> None:
-    async with database.transaction() as session:
-        await session.execute(sa.delete(idempotency_keys).where(_owned(scope, key, claim)))
-
-
-async def _release_quietly(database: Database, scope: str, key: str, claim: _Claim) -> None:
-    try:
-        # Shielded: a cancelled request still gives its key back.
-        await asyncio.shield(_release(database, scope, key, claim))
-    except Exception:
-        log.warning("could not release idempotency key %r; it lapses at %s", key, claim)
+async def _release(session: AsyncSession, context: IdempotencyContext) -> None:
+    await session.execute(
+        sa.delete(idempotency_keys).where((_t.scope == context.scope) & (_t.key == context.key))
+    )
 
 
 async def purge_expired(session: AsyncSession, *, limit: int | None = None) -> int:
@@ -415,20 +563,6 @@ async def purge_expired(session: AsyncSession, *, limit: int | None = None) -> i
 
 
 # --- ASGI plumbing -------------------------------------------------------------------------
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands over the already-read body, then the client's own events."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _collect(messages: list[Message]) -> _Stored | None:
@@ -452,9 +586,10 @@ def _collect(messages: list[Message]) -> _Stored | None:
     return _Stored(status=status, headers=headers, body=b"".join(chunks))
 
 
-async def _send_replay(stored: _Stored, send: Send) -> None:
+async def _send_stored(stored: _Stored, send: Send, *, replayed: bool) -> None:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in stored.headers]
     headers.append((b"content-length", str(len(stored.body)).encode()))
-    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    if replayed:
+        headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
     await send({"type": "http.response.start", "status": stored.status, "headers": headers})
     await send({"type": "http.response.body", "body": stored.body, "more_body": False})

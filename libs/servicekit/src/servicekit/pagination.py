@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from servicekit.errors import BadRequest
+from servicekit.text import is_storable
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
@@ -112,7 +113,7 @@ def _untag(item: Any) -> Any:
             return raw
         if tag == "i" and isinstance(raw, int) and not isinstance(raw, bool):
             return raw
-        if tag == "s" and isinstance(raw, str):
+        if tag == "s" and isinstance(raw, str) and is_storable(raw):
             return raw
         if tag == "u" and isinstance(raw, str):
             return uuid.UUID(raw)

@@ -36,10 +36,14 @@ def bearer_headers(
     subject: uuid.UUID | None = None,
     ttl: timedelta = timedelta(minutes=10),
 ) -> dict[str, str]:
-    """An ``Authorization`` header for a staff member of ``merchant_id``."""
+    """An ``Authorization`` header for a staff member of ``merchant_id``.
+
+    Without ``subject`` the staff member is the same for one merchant and role, as for a till
+    that signs in again: idempotency keys are scoped to the staff member.
+    """
     now = datetime.now(UTC)
     principal = Principal(
-        subject=subject or uuid.uuid4(),
+        subject=subject or uuid.uuid5(merchant_id, role.value),
         merchant_id=merchant_id,
         role=role,
         scopes=scopes,

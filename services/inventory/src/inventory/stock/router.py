@@ -63,13 +63,14 @@ async def receive_goods(
 @router.post(
     "/adjustments",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(Idempotency())],
+    dependencies=[Depends(Idempotency(required=True))],
     responses=problem_responses(403, 404, 409, 422),
 )
 async def adjust_stock(
     store_id: uuid.UUID, body: Adjustment, principal: StockAdjuster, session: SessionDep
 ) -> MovementOut:
-    """A signed correction with its reason (``inventory:adjust``)."""
+    """A signed correction with its reason (``inventory:adjust``; ``Idempotency-Key``
+    required)."""
     require_store_access(principal, store_id)
     if body.quantity == 0:
         raise ValidationFailed([FieldError("quantity", "out_of_range", "must not be zero.")])
@@ -90,14 +91,15 @@ async def adjust_stock(
 @router.post(
     "/counts",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(Idempotency())],
+    dependencies=[Depends(Idempotency(required=True))],
     responses=problem_responses(403, 404, 409, 422),
 )
 async def record_count(
     store_id: uuid.UUID, body: Count, principal: StockAdjuster, session: SessionDep
 ) -> MovementsOut:
     """A physical count: each product's on-hand becomes its counted figure as of
-    ``occurred_at``, plus whatever moved after that moment (``inventory:adjust``)."""
+    ``occurred_at``, plus whatever moved after that moment (``inventory:adjust``;
+    ``Idempotency-Key`` required)."""
     require_store_access(principal, store_id)
     ids = [line.product_id for line in body.lines]
     if len(set(ids)) != len(ids):

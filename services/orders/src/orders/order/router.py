@@ -25,19 +25,20 @@ OrderWriter = Annotated[Principal, Depends(require("orders:write"))]
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(Idempotency())],
+    dependencies=[Depends(Idempotency(required=True))],
     responses={
         200: {"description": "This order was placed before; here it is.", "model": OrderOut},
-        **problem_responses(403, 409, 422, 423),
+        **problem_responses(400, 403, 409, 422, 423),
     },
 )
 async def place_order(
     body: OrderCreate, principal: OrderWriter, session: SessionDep, response: Response
 ) -> OrderOut:
-    """Place an order under its client-generated id (``orders:write``).
+    """Place an order under its client-generated id (``orders:write``; ``Idempotency-Key``
+    required).
 
-    Sending the same order again returns it with 200; the same id with a different body is
-    409 ``order_id_conflict``. The store and the member must be known to orders for the
+    The same key and body replay the first answer; the same order under another key returns
+    it with 200; the same id with a different body is 409 ``order_id_conflict``. The store and the member must be known to orders for the
     caller's merchant (422 ``unknown_store``, ``unknown_member``); ``occurred_at`` may be at
     most five minutes ahead (422 ``occurred_in_future``).
     """

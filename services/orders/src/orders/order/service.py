@@ -133,7 +133,7 @@ def _money(order: Order, amount: int) -> Money:
 def _transient(problem: Problem) -> Problem:
     """Mark an answer that may change once a replica catches up, so it is never kept as the
     final answer to an ``Idempotency-Key``."""
-    problem.transient = True  # type: ignore[attr-defined]
+    problem.transient = True
     return problem
 
 

@@ -16,9 +16,10 @@ from payments.settlement.schemas import (
 )
 from servicekit.auth import Principal, require
 from servicekit.errors import problem_responses
+from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.uow import SessionDep
 
-router = APIRouter(tags=["settlement"])
+router = APIRouter(tags=["settlement"], route_class=IdempotentRoute)
 
 ManageSettings = Annotated[Principal, Depends(require("settings:manage"))]
 
@@ -54,7 +55,8 @@ async def put_fee_config(
 @router.post(
     "/v1/settlement/accounts",
     status_code=201,
-    responses=problem_responses(401, 403, 422),
+    dependencies=[Depends(Idempotency(required=True))],
+    responses=problem_responses(400, 401, 403, 422),
     summary="Register the merchant's settlement account (replaces the active one)",
 )
 async def register_account(
