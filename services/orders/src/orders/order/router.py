@@ -38,9 +38,10 @@ async def place_order(
     required).
 
     The same key and body replay the first answer; the same order under another key returns
-    it with 200; the same id with a different body is 409 ``order_id_conflict``. The store and the member must be known to orders for the
-    caller's merchant (422 ``unknown_store``, ``unknown_member``); ``occurred_at`` may be at
-    most five minutes ahead (422 ``occurred_in_future``).
+    it with 200; the same id with a different body is 409 ``order_id_conflict``. The store and
+    the member must be known to orders for the caller's merchant (422 ``unknown_store``,
+    ``unknown_member``); ``occurred_at`` may be at most five minutes ahead (422
+    ``occurred_in_future``).
     """
     order, created = await service.place_order(session, principal, body)
     if not created:
