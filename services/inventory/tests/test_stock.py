@@ -75,7 +75,8 @@ async def apply_sale(harness: Any, merchant: uuid.UUID, payload: OrderPaid) -> N
 
 
 async def test_stock_in_replays_with_the_same_idempotency_key(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     body = {
         "document": "DN-1",
@@ -103,7 +104,8 @@ async def test_stock_in_replays_with_the_same_idempotency_key(harness: Any) -> N
 
 
 async def test_stock_in_of_an_unknown_product_names_the_line(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     response = await harness.client.post(
         f"/v1/stores/{store}/stock-in",
@@ -121,7 +123,8 @@ async def test_stock_in_of_an_unknown_product_names_the_line(harness: Any) -> No
 
 
 async def test_concurrent_sales_keep_on_hand_exact(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     other = await harness.product(merchant)
     await stock_in(harness, merchant, store, product["id"], 100)
@@ -136,7 +139,8 @@ async def test_concurrent_sales_keep_on_hand_exact(harness: Any) -> None:
 
 
 async def test_sale_is_never_refused_and_negative_stock_is_flagged(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     await stock_in(harness, merchant, store, product["id"], 2)
     await apply_sale(harness, merchant, paid(store, [(product["id"], 5)]))
@@ -152,7 +156,8 @@ async def test_sale_is_never_refused_and_negative_stock_is_flagged(harness: Any)
 
 
 async def test_low_stock_is_announced_once_per_crossing(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     pid = product["id"]
     threshold = await harness.client.put(
@@ -175,7 +180,8 @@ async def test_low_stock_is_announced_once_per_crossing(harness: Any) -> None:
 
 
 async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     pid = product["id"]
     await stock_in(harness, merchant, store, pid, 10, T0)
@@ -187,7 +193,7 @@ async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
             "occurred_at": (T0 + timedelta(hours=2)).isoformat(),
             "lines": [{"product_id": pid, "counted": 8}],
         },
-        headers=harness.auth(merchant),
+        headers=harness.keyed(merchant),
     )
     assert count.status_code == 201, count.text
     assert await harness.on_hand(merchant, store, pid) == 13
@@ -204,7 +210,8 @@ async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
 
 
 async def test_adjustment_needs_its_scope_and_a_reason(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     body = {
         "product_id": product["id"],
@@ -215,24 +222,25 @@ async def test_adjustment_needs_its_scope_and_a_reason(harness: Any) -> None:
     forbidden = await harness.client.post(
         f"/v1/stores/{store}/adjustments",
         json=body,
-        headers=harness.auth(merchant, scopes=frozenset({"catalog:manage"})),
+        headers=harness.keyed(merchant, scopes=frozenset({"catalog:manage"})),
     )
     assert forbidden.status_code == 403
     done = await harness.client.post(
-        f"/v1/stores/{store}/adjustments", json=body, headers=harness.auth(merchant)
+        f"/v1/stores/{store}/adjustments", json=body, headers=harness.keyed(merchant)
     )
     assert done.status_code == 201, done.text
     assert done.json()["on_hand_after"] == -2
     unreasoned = await harness.client.post(
         f"/v1/stores/{store}/adjustments",
         json={**body, "reason": ""},
-        headers=harness.auth(merchant),
+        headers=harness.keyed(merchant),
     )
     assert unreasoned.status_code == 422
 
 
 async def test_sale_and_refund_through_the_bus_apply_once(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     pid = product["id"]
     await stock_in(harness, merchant, store, pid, 10)
@@ -273,7 +281,8 @@ async def test_sale_and_refund_through_the_bus_apply_once(harness: Any) -> None:
 
 
 async def test_direct_handler_replay_changes_nothing(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     sale = paid(store, [(product["id"], 4)])
     await apply_sale(harness, merchant, sale)
@@ -296,7 +305,8 @@ async def test_direct_handler_replay_changes_nothing(harness: Any) -> None:
 
 
 async def test_other_merchants_stock_is_not_found(harness: Any) -> None:
-    owner, intruder, store = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    owner, intruder = uuid.uuid4(), uuid.uuid4()
+    store = await harness.store(owner)
     product = await harness.product(owner)
     await stock_in(harness, owner, store, product["id"], 3)
     response = await harness.client.get(
@@ -311,7 +321,7 @@ async def test_other_merchants_stock_is_not_found(harness: Any) -> None:
         },
         headers={**harness.auth(intruder), "Idempotency-Key": uuid.uuid4().hex},
     )
-    assert moved.status_code == 422
+    assert moved.status_code == 404
     listed = await harness.client.get(
         f"/v1/stores/{store}/movements", headers=harness.auth(intruder)
     )
@@ -319,7 +329,8 @@ async def test_other_merchants_stock_is_not_found(harness: Any) -> None:
 
 
 async def test_store_outside_the_callers_stores_is_not_found(harness: Any) -> None:
-    merchant, store, elsewhere = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    merchant, elsewhere = uuid.uuid4(), uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     response = await harness.client.get(
         f"/v1/stores/{store}/stock/{product['id']}",

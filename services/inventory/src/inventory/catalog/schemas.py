@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.money import Money
@@ -15,6 +15,16 @@ from inventory.catalog.barcode import is_valid_barcode
 ProductStatus = Literal["active", "inactive"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _not_negative(value: Money) -> Money:
+    if value.amount < 0:
+        raise PydanticCustomError("negative_amount", "amount must not be negative")
+    return value
+
+
+#: A price or cost: zero (a free item) or more, never negative.
+Price = Annotated[Money, AfterValidator(_not_negative)]
 
 
 def _check_barcode(value: str | None) -> str | None:
@@ -35,8 +45,8 @@ class ProductCreate(BaseModel):
     name: Text
     category_id: uuid.UUID | None = None
     unit: Annotated[str, Field(min_length=1, max_length=32)] = "each"
-    price: Money
-    cost: Money | None = None
+    price: Price
+    cost: Price | None = None
     tax_rate_bps: TaxRate = 0
     is_tobacco: bool = False
     status: ProductStatus = "active"
@@ -59,8 +69,8 @@ class ProductUpdate(BaseModel):
     name: Text | None = None
     category_id: uuid.UUID | None = None
     unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    price: Money | None = None
-    cost: Money | None = None
+    price: Price | None = None
+    cost: Price | None = None
     tax_rate_bps: TaxRate | None = None
     is_tobacco: bool | None = None
     status: ProductStatus | None = None
@@ -78,7 +88,7 @@ class StorePriceSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Annotated[int, Strict(), Field(ge=1)]
-    price: Money | None
+    price: Price | None
 
 
 class ProductOut(BaseModel):
@@ -89,7 +99,7 @@ class ProductOut(BaseModel):
     category_id: uuid.UUID | None
     unit: str
     price: Money
-    cost: Money | None
+    cost: Money | None = Field(description="Shown only to callers with catalog:manage.")
     tax_rate_bps: int
     is_tobacco: bool
     status: ProductStatus
