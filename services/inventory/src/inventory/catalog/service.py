@@ -29,8 +29,8 @@ from contracts.money import Money
 from contracts.registry import make_envelope
 from inventory.catalog.schemas import ProductCreate, ProductOut, ProductUpdate, StorePriceSet
 from inventory.models import Product, StorePrice
-from inventory.stores.service import require_writable_store
-from servicekit.auth import Principal, require_store_access, scoped
+from inventory.stores.service import require_store, require_writable_store
+from servicekit.auth import Principal, scoped
 from servicekit.errors import (
     Conflict,
     FieldError,
@@ -222,7 +222,7 @@ async def _out_for_store(
     show_cost = sees_cost(principal)
     if store_id is None:
         return product_out(product, show_cost=show_cost)
-    require_store_access(principal, store_id)
+    await require_store(session, principal, store_id)
     own = await store_price_of(session, principal, product, store_id)
     out = product_out(product, own, show_cost=show_cost)
     return out.model_copy(update={"store_id": store_id})

@@ -21,8 +21,8 @@ from inventory.stock.schemas import (
     ThresholdSet,
 )
 from inventory.stock.service import Change
-from inventory.stores.service import require_writable_store
-from servicekit.auth import Principal, PrincipalDep, require, require_store_access, scoped
+from inventory.stores.service import require_store, require_writable_store
+from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import FieldError, ValidationFailed, problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
@@ -121,7 +121,7 @@ async def record_count(
     return MovementsOut(movements=[service.movement_out(m) for m in movements])
 
 
-@router.get("/stock")
+@router.get("/stock", responses=problem_responses(404))
 async def list_stock(
     store_id: uuid.UUID,
     principal: PrincipalDep,
@@ -130,7 +130,7 @@ async def list_stock(
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
 ) -> Page[StockLevelOut]:
     """Every product with a ledger in this store."""
-    require_store_access(principal, store_id)
+    await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
         StockLevel.store_id == store_id
     )
@@ -149,7 +149,7 @@ async def list_stock(
 async def get_stock(
     store_id: uuid.UUID, product_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> StockLevelOut:
-    require_store_access(principal, store_id)
+    await require_store(session, principal, store_id)
     return await service.get_level(session, principal.merchant_id, store_id, product_id)
 
 
@@ -169,7 +169,7 @@ async def set_threshold(
     )
 
 
-@router.get("/movements")
+@router.get("/movements", responses=problem_responses(404))
 async def list_movements(
     store_id: uuid.UUID,
     principal: PrincipalDep,
@@ -179,7 +179,7 @@ async def list_movements(
     kind: MovementKind | None = None,
 ) -> Page[MovementOut]:
     """The ledger of this store, newest first."""
-    require_store_access(principal, store_id)
+    await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockMovement), StockMovement, principal).where(
         StockMovement.store_id == store_id
     )
