@@ -168,6 +168,15 @@ async def record(
     return movements[0] if movements else None
 
 
+@dataclass(slots=True)
+class _Balance:
+    """A balance as the batch leaves it, applied to the locked row only once its movements
+    are in the ledger."""
+
+    on_hand: int
+    last_count_at: datetime | None
+
+
 async def record_many(
     session: AsyncSession,
     merchant_id: uuid.UUID,
@@ -182,37 +191,46 @@ async def record_many(
     if not changes:
         return []
     levels = await _lock_levels(session, merchant_id, store_id, (c.product_id for c in changes))
-    # Under the balance locks: a concurrent copy of the same event has committed or not begun.
-    done = await _recorded_sources(session, merchant_id, changes)
+    products = [c.product_id for c in changes]
+    # One change per product (what event handlers send) lets the insert itself drop a
+    # duplicate: that product's balance is then left alone. Otherwise look the keys up first,
+    # under the balance locks, so a concurrent copy of the same event has committed or not
+    # begun.
+    keyed = any(c.source_key is not None for c in changes)
+    done = (
+        await _recorded_sources(session, merchant_id, changes)
+        if keyed and len(set(products)) != len(products)
+        else set()
+    )
     counts = [c for c in changes if c.kind == "count"]
     later = await _changes_after(session, merchant_id, store_id, counts) if counts else {}
 
+    balances = {
+        product_id: _Balance(level.on_hand, level.last_count_at)
+        for product_id, level in levels.items()
+    }
     rows: list[tuple[int, uuid.UUID, dict[str, object]]] = []
-    touched: dict[uuid.UUID, StockLevel] = {}
     for i in sorted(range(len(changes)), key=lambda i: changes[i].product_id):
         change = changes[i]
         if change.source_key is not None:
             if change.source_key in done:
                 continue
             done.add(change.source_key)
-        level = levels[change.product_id]
-        last_count = level.last_count_at
+        balance = balances[change.product_id]
+        last_count = balance.last_count_at
         absorbed = False
-        new_on_hand = level.on_hand
         if change.kind == "count":
             if last_count is None or change.occurred_at > last_count:
-                new_on_hand = change.quantity + later.get(
+                balance.on_hand = change.quantity + later.get(
                     (change.product_id, change.occurred_at), 0
                 )
-                level.last_count_at = change.occurred_at
+                balance.last_count_at = change.occurred_at
             else:
                 absorbed = True
         elif last_count is not None and change.occurred_at <= last_count:
             absorbed = True
         else:
-            new_on_hand = level.on_hand + change.quantity
-        level.on_hand = new_on_hand
-        touched[change.product_id] = level
+            balance.on_hand += change.quantity
         movement_id = new_id()
         rows.append(
             (
@@ -230,7 +248,7 @@ async def record_many(
                     "source_key": change.source_key,
                     "occurred_at": change.occurred_at,
                     "absorbed": absorbed,
-                    "on_hand_after": new_on_hand,
+                    "on_hand_after": balance.on_hand,
                 },
             )
         )
@@ -239,19 +257,32 @@ async def record_many(
     inserted = {
         movement.id: movement
         for movement in await session.scalars(
-            pg.insert(StockMovement).values([row for _, _, row in rows]).returning(StockMovement)
+            pg.insert(StockMovement)
+            .values([row for _, _, row in rows])
+            .on_conflict_do_nothing(index_elements=["merchant_id", "source_key"])
+            .returning(StockMovement)
         )
     }
     now = datetime.now(UTC)
     alerts: list[EventEnvelope] = []
-    for level in touched.values():
+    for product_id in {
+        row["product_id"] for _, movement_id, row in rows if movement_id in inserted
+    }:
+        assert isinstance(product_id, uuid.UUID)
+        level = levels[product_id]
+        level.on_hand = balances[product_id].on_hand
+        level.last_count_at = balances[product_id].last_count_at
         level.updated_at = now
         alert = _check_low(level, causation=causation)
         if alert is not None:
             alerts.append(alert)
     await add_events(session, alerts)
     await session.flush()
-    return [inserted[movement_id] for _, movement_id, _ in sorted(rows, key=lambda row: row[0])]
+    return [
+        inserted[movement_id]
+        for _, movement_id, _ in sorted(rows, key=lambda row: row[0])
+        if movement_id in inserted
+    ]
 
 
 def _check_low(level: StockLevel, *, causation: uuid.UUID | None = None) -> EventEnvelope | None:
