@@ -174,7 +174,7 @@ async def test_low_stock_is_announced_once_per_crossing(harness: Any) -> None:
     await stock_in(harness, merchant, store, pid, 10)  # 13: re-armed
     await apply_sale(harness, merchant, paid(store, [(pid, 10)]))  # 3: crossing again
     await harness.wait_events("inventory.stock.low", merchant, 3)
-    # The outbox holds every alert ever written, published or not: exactly three.
+    # The outbox holds every alert ever written (the whole envelope), published or not.
     async with harness.database.transaction() as session:
         from sqlalchemy import text
 
@@ -187,8 +187,8 @@ async def test_low_stock_is_announced_once_per_crossing(harness: Any) -> None:
                 {"aggregate": f"{store}:{pid}"},
             )
         ).all()
-    assert [p["on_hand"] for p in payloads] == [0, 4, 3]
-    assert all(p["threshold"] == 5 for p in payloads)
+    assert [p["payload"]["on_hand"] for p in payloads] == [0, 4, 3]
+    assert all(p["payload"]["threshold"] == 5 for p in payloads)
 
 
 async def test_count_absorbs_a_late_sale_dated_before_it(harness: Any) -> None:
