@@ -186,6 +186,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         outbox_poll_interval=0.1,
         consumer_retry_backoff=0.01,
         consumer_max_attempts=2,
+        store_replica_wait=0.2,
         **overrides,
     )
 

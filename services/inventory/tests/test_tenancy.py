@@ -392,3 +392,29 @@ async def test_store_replica_keeps_the_newest_version_and_checks_the_merchant(
                     forged, producer="identity", aggregate_id=store, merchant_id=uuid.uuid4()
                 ),
             )
+
+
+async def test_a_store_announced_while_a_request_waits_for_it_is_found(harness: Harness) -> None:
+    import asyncio
+
+    from inventory.stores.service import require_store
+    from servicekit.auth import Principal
+
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    principal = Principal(
+        subject=uuid.uuid4(),
+        merchant_id=merchant,
+        role=Role.HQ_ADMIN,
+        scopes=ALL,
+        store_ids=None,
+        token_id="t",
+        expires_at=datetime.now(UTC),
+    )
+
+    async def check() -> str:
+        async with harness.database.transaction() as session:
+            return await require_store(session, principal, store, wait=60.0)
+
+    waiting = asyncio.create_task(check())
+    await harness.store(merchant, store)
+    assert await waiting == "active"

@@ -17,6 +17,7 @@ from inventory.catalog.schemas import (
     StorePriceSet,
 )
 from inventory.models import Product
+from inventory.stores.service import StoreWaitDep
 from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
@@ -71,10 +72,14 @@ async def list_products(
 
 @router.get("/by-barcode/{barcode}", responses=problem_responses(404))
 async def lookup_by_barcode(
-    barcode: str, principal: PrincipalDep, session: SessionDep, store_id: StoreQuery = None
+    barcode: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    wait: StoreWaitDep,
+    store_id: StoreQuery = None,
 ) -> ProductOut:
     """The product with this barcode (a scanner's lookup)."""
-    return await service.lookup_barcode(session, principal, barcode, store_id)
+    return await service.lookup_barcode(session, principal, barcode, store_id, store_wait=wait)
 
 
 @router.get("/{product_id}", responses=problem_responses(404))
@@ -82,9 +87,10 @@ async def get_product(
     product_id: uuid.UUID,
     principal: PrincipalDep,
     session: SessionDep,
+    wait: StoreWaitDep,
     store_id: StoreQuery = None,
 ) -> ProductOut:
-    return await service.read_product(session, principal, product_id, store_id)
+    return await service.read_product(session, principal, product_id, store_id, store_wait=wait)
 
 
 @router.patch("/{product_id}", responses=problem_responses(403, 404, 409, 422))
@@ -105,7 +111,10 @@ async def set_store_price(
     body: StorePriceSet,
     principal: CatalogWriter,
     session: SessionDep,
+    wait: StoreWaitDep,
 ) -> ProductOut:
     """Set (or with ``price: null`` remove) a store's own price of the product
     (``catalog:manage``; the store must be the caller's: 404 otherwise)."""
-    return await service.set_store_price(session, principal, product_id, store_id, body)
+    return await service.set_store_price(
+        session, principal, product_id, store_id, body, store_wait=wait
+    )

@@ -211,25 +211,36 @@ async def read_product(
     principal: Principal,
     product_id: uuid.UUID,
     store_id: uuid.UUID | None = None,
+    *,
+    store_wait: float = 0.0,
 ) -> ProductOut:
     product = await get_product(session, principal, product_id)
-    return await _out_for_store(session, principal, product, store_id)
+    return await _out_for_store(session, principal, product, store_id, store_wait)
 
 
 async def _out_for_store(
-    session: AsyncSession, principal: Principal, product: Product, store_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    product: Product,
+    store_id: uuid.UUID | None,
+    store_wait: float,
 ) -> ProductOut:
     show_cost = sees_cost(principal)
     if store_id is None:
         return product_out(product, show_cost=show_cost)
-    await require_store(session, principal, store_id)
+    await require_store(session, principal, store_id, wait=store_wait)
     own = await store_price_of(session, principal, product, store_id)
     out = product_out(product, own, show_cost=show_cost)
     return out.model_copy(update={"store_id": store_id})
 
 
 async def lookup_barcode(
-    session: AsyncSession, principal: Principal, barcode: str, store_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    barcode: str,
+    store_id: uuid.UUID | None,
+    *,
+    store_wait: float = 0.0,
 ) -> ProductOut:
     product = (
         await session.execute(
@@ -238,7 +249,7 @@ async def lookup_barcode(
     ).scalar_one_or_none()
     if product is None:
         raise NotFound("No product has this barcode.")
-    return await _out_for_store(session, principal, product, store_id)
+    return await _out_for_store(session, principal, product, store_id, store_wait)
 
 
 def _check_version(product: Product, version: int) -> None:
@@ -285,8 +296,10 @@ async def set_store_price(
     product_id: uuid.UUID,
     store_id: uuid.UUID,
     data: StorePriceSet,
+    *,
+    store_wait: float = 0.0,
 ) -> ProductOut:
-    await require_writable_store(session, principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=store_wait)
     product = await get_product(session, principal, product_id, for_update=True)
     _check_version(product, data.version)
     existing = await store_price_of(session, principal, product, store_id)

@@ -21,7 +21,7 @@ from inventory.stock.schemas import (
     ThresholdSet,
 )
 from inventory.stock.service import Change
-from inventory.stores.service import require_store, require_writable_store
+from inventory.stores.service import StoreWaitDep, require_store, require_writable_store
 from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import FieldError, ValidationFailed, problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
@@ -40,10 +40,14 @@ StockAdjuster = Annotated[Principal, Depends(require("inventory:adjust"))]
     responses=problem_responses(400, 403, 404, 409, 422, 423),
 )
 async def receive_goods(
-    store_id: uuid.UUID, body: StockIn, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: StockIn,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementsOut:
     """Goods received into the store (``inventory:adjust``; ``Idempotency-Key`` required)."""
-    await require_writable_store(session, principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     await service.require_products(session, principal.merchant_id, ids, "lines[{i}].product_id")
     changes = [
@@ -68,11 +72,15 @@ async def receive_goods(
     responses=problem_responses(403, 404, 409, 422, 423),
 )
 async def adjust_stock(
-    store_id: uuid.UUID, body: Adjustment, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: Adjustment,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementOut:
     """A signed correction with its reason (``inventory:adjust``; ``Idempotency-Key``
     required)."""
-    await require_writable_store(session, principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     if body.quantity == 0:
         raise ValidationFailed([FieldError("quantity", "out_of_range", "must not be zero.")])
     await service.require_products(session, principal.merchant_id, [body.product_id], "product_id")
@@ -96,12 +104,16 @@ async def adjust_stock(
     responses=problem_responses(403, 404, 409, 422, 423),
 )
 async def record_count(
-    store_id: uuid.UUID, body: Count, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: Count,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementsOut:
     """A physical count: each product's on-hand becomes its counted figure as of
     ``occurred_at``, plus whatever moved after that moment (``inventory:adjust``;
     ``Idempotency-Key`` required)."""
-    await require_writable_store(session, principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     if len(set(ids)) != len(ids):
         raise ValidationFailed([FieldError("lines", "duplicate_product", "one line per product.")])
@@ -127,10 +139,11 @@ async def list_stock(
     principal: PrincipalDep,
     session: SessionDep,
     params: CursorParamsDep,
+    wait: StoreWaitDep,
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
 ) -> Page[StockLevelOut]:
     """Every product with a ledger in this store."""
-    await require_store(session, principal, store_id)
+    await require_store(session, principal, store_id, wait=wait)
     stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
         StockLevel.store_id == store_id
     )
@@ -147,9 +160,13 @@ async def list_stock(
 
 @router.get("/stock/{product_id}", responses=problem_responses(404))
 async def get_stock(
-    store_id: uuid.UUID, product_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+    store_id: uuid.UUID,
+    product_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> StockLevelOut:
-    await require_store(session, principal, store_id)
+    await require_store(session, principal, store_id, wait=wait)
     return await service.get_level(session, principal.merchant_id, store_id, product_id)
 
 
@@ -160,10 +177,11 @@ async def set_threshold(
     body: ThresholdSet,
     principal: StockAdjuster,
     session: SessionDep,
+    wait: StoreWaitDep,
 ) -> StockLevelOut:
     """Set the low-stock threshold: ``inventory.stock.low`` goes out once each time on-hand
     falls to or below it (``inventory:adjust``)."""
-    await require_writable_store(session, principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     return await service.set_threshold(
         session, principal.merchant_id, store_id, product_id, body.threshold
     )
@@ -175,11 +193,12 @@ async def list_movements(
     principal: PrincipalDep,
     session: SessionDep,
     params: CursorParamsDep,
+    wait: StoreWaitDep,
     product_id: uuid.UUID | None = None,
     kind: MovementKind | None = None,
 ) -> Page[MovementOut]:
     """The ledger of this store, newest first."""
-    await require_store(session, principal, store_id)
+    await require_store(session, principal, store_id, wait=wait)
     stmt = scoped(sa.select(StockMovement), StockMovement, principal).where(
         StockMovement.store_id == store_id
     )

@@ -1,34 +1,61 @@
-"""The store check every write naming a store goes through."""
+"""The store check every request naming a store goes through."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from typing import Annotated
 
 import sqlalchemy as sa
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.models import Store
-from servicekit.auth import Principal, require_store_access, scoped
+from servicekit.auth import Principal, require_store_access
 from servicekit.errors import Locked, NotFound
 
+_POLL_SECONDS = 0.05
 
-async def require_store(session: AsyncSession, principal: Principal, store_id: uuid.UUID) -> str:
+
+def store_replica_wait(request: Request) -> float:
+    """How long a request may wait for a store identity has not told us about yet."""
+    return float(getattr(request.app.state.settings, "store_replica_wait", 0.0))
+
+
+StoreWaitDep = Annotated[float, Depends(store_replica_wait)]
+
+
+async def require_store(
+    session: AsyncSession, principal: Principal, store_id: uuid.UUID, *, wait: float = 0.0
+) -> str:
     """The store's status; 404 unless the store is one of the caller's merchant's stores and
-    in the caller's scope (an unknown store and another merchant's store look the same)."""
+    in the caller's scope (an unknown store and another merchant's store look the same).
+
+    A store created a moment ago may not have reached the replica: when identity has told
+    us nothing at all about this id, the check waits up to ``wait`` seconds for it, so a
+    till that stocks a brand-new store is not answered (and its idempotency key not
+    settled) with a 404 that is only a lag."""
     require_store_access(principal, store_id)
-    status = await session.scalar(
-        scoped(sa.select(Store.status), Store, principal).where(Store.store_id == store_id)
-    )
-    if status is None:
-        raise NotFound("Store not found.", code="store_not_found")
-    return status
+    # Every owner of the id in one read, so "not ours" and "not heard of yet" cannot race;
+    # only the caller's merchant's row is ever used, and a foreign one ends in the same 404.
+    owners = sa.select(Store.merchant_id, Store.status).where(Store.store_id == store_id)
+    deadline = time.monotonic() + wait
+    while True:
+        rows = (await session.execute(owners)).all()
+        for merchant_id, status in rows:
+            if merchant_id == principal.merchant_id:
+                return str(status)
+        if rows or time.monotonic() >= deadline:
+            raise NotFound("Store not found.", code="store_not_found")
+        await asyncio.sleep(_POLL_SECONDS)
 
 
 async def require_writable_store(
-    session: AsyncSession, principal: Principal, store_id: uuid.UUID
+    session: AsyncSession, principal: Principal, store_id: uuid.UUID, *, wait: float = 0.0
 ) -> None:
     """:func:`require_store`, and 423 while identity has the store locked or archived."""
-    status = await require_store(session, principal, store_id)
+    status = await require_store(session, principal, store_id, wait=wait)
     if status != "active":
         raise Locked(
             f"The store is {status.replace('_', '-')}: it takes no stock or price changes.",
