@@ -72,14 +72,10 @@ async def list_products(
 
 @router.get("/by-barcode/{barcode}", responses=problem_responses(404))
 async def lookup_by_barcode(
-    barcode: str,
-    principal: PrincipalDep,
-    session: SessionDep,
-    wait: StoreWaitDep,
-    store_id: StoreQuery = None,
+    barcode: str, principal: PrincipalDep, session: SessionDep, store_id: StoreQuery = None
 ) -> ProductOut:
     """The product with this barcode (a scanner's lookup)."""
-    return await service.lookup_barcode(session, principal, barcode, store_id, store_wait=wait)
+    return await service.lookup_barcode(session, principal, barcode, store_id)
 
 
 @router.get("/{product_id}", responses=problem_responses(404))
@@ -87,10 +83,9 @@ async def get_product(
     product_id: uuid.UUID,
     principal: PrincipalDep,
     session: SessionDep,
-    wait: StoreWaitDep,
     store_id: StoreQuery = None,
 ) -> ProductOut:
-    return await service.read_product(session, principal, product_id, store_id, store_wait=wait)
+    return await service.read_product(session, principal, product_id, store_id)
 
 
 @router.patch("/{product_id}", responses=problem_responses(403, 404, 409, 422))

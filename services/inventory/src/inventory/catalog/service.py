@@ -211,11 +211,9 @@ async def read_product(
     principal: Principal,
     product_id: uuid.UUID,
     store_id: uuid.UUID | None = None,
-    *,
-    store_wait: float = 0.0,
 ) -> ProductOut:
     product = await get_product(session, principal, product_id)
-    return await _out_for_store(session, principal, product, store_id, store_wait)
+    return await _out_for_store(session, principal, product, store_id)
 
 
 async def _out_for_store(
@@ -223,12 +221,11 @@ async def _out_for_store(
     principal: Principal,
     product: Product,
     store_id: uuid.UUID | None,
-    store_wait: float,
 ) -> ProductOut:
     show_cost = sees_cost(principal)
     if store_id is None:
         return product_out(product, show_cost=show_cost)
-    await require_store(session, principal, store_id, wait=store_wait)
+    await require_store(session, principal, store_id)
     own = await store_price_of(session, principal, product, store_id)
     out = product_out(product, own, show_cost=show_cost)
     return out.model_copy(update={"store_id": store_id})
@@ -239,8 +236,6 @@ async def lookup_barcode(
     principal: Principal,
     barcode: str,
     store_id: uuid.UUID | None,
-    *,
-    store_wait: float = 0.0,
 ) -> ProductOut:
     product = (
         await session.execute(
@@ -249,7 +244,7 @@ async def lookup_barcode(
     ).scalar_one_or_none()
     if product is None:
         raise NotFound("No product has this barcode.")
-    return await _out_for_store(session, principal, product, store_id, store_wait)
+    return await _out_for_store(session, principal, product, store_id)
 
 
 def _check_version(product: Product, version: int) -> None:

@@ -139,11 +139,10 @@ async def list_stock(
     principal: PrincipalDep,
     session: SessionDep,
     params: CursorParamsDep,
-    wait: StoreWaitDep,
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
 ) -> Page[StockLevelOut]:
     """Every product with a ledger in this store."""
-    await require_store(session, principal, store_id, wait=wait)
+    await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
         StockLevel.store_id == store_id
     )
@@ -164,9 +163,8 @@ async def get_stock(
     product_id: uuid.UUID,
     principal: PrincipalDep,
     session: SessionDep,
-    wait: StoreWaitDep,
 ) -> StockLevelOut:
-    await require_store(session, principal, store_id, wait=wait)
+    await require_store(session, principal, store_id)
     return await service.get_level(session, principal.merchant_id, store_id, product_id)
 
 
@@ -193,12 +191,11 @@ async def list_movements(
     principal: PrincipalDep,
     session: SessionDep,
     params: CursorParamsDep,
-    wait: StoreWaitDep,
     product_id: uuid.UUID | None = None,
     kind: MovementKind | None = None,
 ) -> Page[MovementOut]:
     """The ledger of this store, newest first."""
-    await require_store(session, principal, store_id, wait=wait)
+    await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockMovement), StockMovement, principal).where(
         StockMovement.store_id == store_id
     )

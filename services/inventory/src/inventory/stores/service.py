@@ -33,9 +33,9 @@ async def require_store(
     in the caller's scope (an unknown store and another merchant's store look the same).
 
     A store created a moment ago may not have reached the replica: when identity has told
-    us nothing at all about this id, the check waits up to ``wait`` seconds for it, so a
-    till that stocks a brand-new store is not answered (and its idempotency key not
-    settled) with a 404 that is only a lag."""
+    us nothing at all about this id, the check waits up to ``wait`` seconds for it. Writes
+    wait (their 404 would settle the idempotency key for good); a read answers at once and
+    the client simply asks again."""
     require_store_access(principal, store_id)
     # Every owner of the id in one read, so "not ours" and "not heard of yet" cannot race;
     # only the caller's merchant's row is ever used, and a foreign one ends in the same 404.
