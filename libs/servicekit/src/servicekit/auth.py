@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Protocol, TypeVar, Unpack, cast
+from typing import Annotated, Any, Final, Protocol, TypeVar, cast
 
 import httpx
 from fastapi import Depends, Request
@@ -507,7 +507,7 @@ def require_store_access(principal: Principal, store_id: uuid.UUID) -> None:
 
 
 # Bound rather than constrained, so the statement's own row type survives the scoping.
-_Statement = TypeVar("_Statement", bound=Select[Unpack[tuple[Any, ...]]] | Update | Delete)
+_Statement = TypeVar("_Statement", bound=Select[*tuple[Any, ...]] | Update | Delete)
 
 
 def _column(model: Any, name: str) -> Any:
