@@ -418,3 +418,39 @@ async def test_a_store_announced_while_a_request_waits_for_it_is_found(harness: 
     waiting = asyncio.create_task(check())
     await harness.store(merchant, store)
     assert await waiting == "active"
+
+
+async def test_a_nul_character_is_a_client_mistake_not_a_server_error(harness: Harness) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
+    product = await harness.product(merchant)
+    pid = product["id"]
+    refused = [
+        ("post", "/v1/products", {"sku": "A\x00", "name": "x", "price": _cny(1)}),
+        ("post", "/v1/products", {"sku": "A-1", "name": "tea\x00", "price": _cny(1)}),
+        ("patch", f"/v1/products/{pid}", {"version": 1, "unit": "\x00"}),
+        (
+            "post",
+            f"/v1/stores/{store}/stock-in",
+            {
+                "document": "GRN\x00",
+                "occurred_at": T0,
+                "lines": [{"product_id": pid, "quantity": 1}],
+            },
+        ),
+        (
+            "post",
+            f"/v1/stores/{store}/adjustments",
+            {"product_id": pid, "quantity": 1, "reason": "\x00", "occurred_at": T0},
+        ),
+    ]
+    for method, url, body in refused:
+        response = await harness.client.request(
+            method, url, json=body, headers=harness.keyed(merchant)
+        )
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["errors"][0]["code"] == "unstorable_character"
+    lookup = await harness.client.get(
+        "/v1/products/by-barcode/6901234%00", headers=harness.auth(merchant)
+    )
+    assert lookup.status_code == 404

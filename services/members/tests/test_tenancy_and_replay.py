@@ -185,3 +185,20 @@ async def test_another_merchants_refund_takes_no_points(harness: Harness) -> Non
             sa.text("SELECT count(*) FROM points_refunds WHERE member_id = :m"), {"m": member_id}
         )
     assert kept == 0
+
+
+async def test_a_nul_character_is_a_client_mistake_not_a_server_error(harness: Harness) -> None:
+    merchant = new_id()
+    for fields in ({"name": "Li\x00"}, {"tags": ["vip\x00"]}, {"level": "\x00"}):
+        response = await harness.create_member(
+            merchant, f"+86138{uuid.uuid4().int % 10**8:08d}", **fields
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["code"] == "unstorable_character"
+    member = await new_member(harness, merchant)
+    patched = await harness.client.patch(
+        f"/v1/members/{member['id']}",
+        json={"version": 1, "name": "\x00"},
+        headers=harness.token(merchant),
+    )
+    assert patched.status_code == 422

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from inventory.catalog import service
 from inventory.catalog.schemas import (
@@ -72,7 +72,10 @@ async def list_products(
 
 @router.get("/by-barcode/{barcode}", responses=problem_responses(404))
 async def lookup_by_barcode(
-    barcode: str, principal: PrincipalDep, session: SessionDep, store_id: StoreQuery = None
+    barcode: Annotated[str, Path(max_length=64)],
+    principal: PrincipalDep,
+    session: SessionDep,
+    store_id: StoreQuery = None,
 ) -> ProductOut:
     """The product with this barcode (a scanner's lookup)."""
     return await service.lookup_barcode(session, principal, barcode, store_id)

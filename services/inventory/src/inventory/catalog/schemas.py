@@ -11,10 +11,14 @@ from pydantic_core import PydanticCustomError
 
 from contracts.money import Money
 from inventory.catalog.barcode import is_valid_barcode
+from inventory.text import Storable
 
 ProductStatus = Literal["active", "inactive"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200), Storable]
+Sku = Annotated[str, Field(min_length=1, max_length=64), Storable]
+Unit = Annotated[str, Field(min_length=1, max_length=32), Storable]
+Station = Annotated[str, Field(min_length=1, max_length=64), Storable]
 
 
 def _not_negative(value: Money) -> Money:
@@ -40,17 +44,17 @@ class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: uuid.UUID | None = Field(default=None, description="Client-chosen id; generated if absent.")
-    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    sku: Sku
     barcode: str | None = None
     name: Text
     category_id: uuid.UUID | None = None
-    unit: Annotated[str, Field(min_length=1, max_length=32)] = "each"
+    unit: Unit = "each"
     price: Price
     cost: Price | None = None
     tax_rate_bps: TaxRate = 0
     is_tobacco: bool = False
     status: ProductStatus = "active"
-    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    kitchen_station: Station | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -64,17 +68,17 @@ class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Annotated[int, Strict(), Field(ge=1)]
-    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    sku: Sku | None = None
     barcode: str | None = None
     name: Text | None = None
     category_id: uuid.UUID | None = None
-    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    unit: Unit | None = None
     price: Price | None = None
     cost: Price | None = None
     tax_rate_bps: TaxRate | None = None
     is_tobacco: bool | None = None
     status: ProductStatus | None = None
-    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    kitchen_station: Station | None = None
 
     @field_validator("barcode")
     @classmethod

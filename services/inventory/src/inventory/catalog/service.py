@@ -237,6 +237,8 @@ async def lookup_barcode(
     barcode: str,
     store_id: uuid.UUID | None,
 ) -> ProductOut:
+    if "\x00" in barcode:  # PostgreSQL cannot even compare it; no product has it anyway
+        raise NotFound("No product has this barcode.")
     product = (
         await session.execute(
             scoped(sa.select(Product), Product, principal).where(Product.barcode == barcode)
