@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
 from contracts.events.orders import OrderPaid, OrderRefunded
-from inventory.models import Store
-from inventory.stock.service import MAX_QUANTITY, Change, known_products, record_many
+from inventory.models import Product, Store
+from inventory.stock.service import MAX_QUANTITY, Change, record_many
+from servicekit.auth import scoped_to_merchant
 from servicekit.consumer import HandlerRegistry, PoisonMessage
 
 log = logging.getLogger(__name__)
@@ -53,21 +54,35 @@ def _totals(pairs: Iterable[tuple[uuid.UUID, int]], what: str) -> dict[uuid.UUID
     return bounded
 
 
-async def _store_elsewhere(
-    session: AsyncSession, merchant_id: uuid.UUID, store_id: uuid.UUID
-) -> bool:
-    """True when identity told us this store belongs to another merchant. A store not heard
-    of yet is taken on trust: its creation may simply not have arrived."""
-    owners = set(
-        await session.scalars(sa.select(Store.merchant_id).where(Store.store_id == store_id))
-    )
-    return bool(owners) and merchant_id not in owners
-
-
-async def _known(
-    session: AsyncSession, merchant_id: uuid.UUID, totals: dict[uuid.UUID, int], what: str
+async def _applicable(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    totals: dict[uuid.UUID, int],
+    what: str,
 ) -> dict[uuid.UUID, int]:
-    found = await known_products(session, merchant_id, totals)
+    """The totals of the products the merchant's catalog knows, or none at all when identity
+    says the store is another merchant's; one statement. A store not heard of yet is taken
+    on trust: its creation may simply not have arrived."""
+    if not totals:
+        return {}
+    owners = (
+        sa.select(sa.func.array_agg(Store.merchant_id))
+        .where(Store.store_id == store_id)
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            scoped_to_merchant(sa.select(Product.id, owners), Product, merchant_id).where(
+                Product.id.in_(totals)
+            )
+        )
+    ).all()
+    store_owners = rows[0][1] if rows else None
+    if store_owners and merchant_id not in store_owners:
+        log.warning("%s names store %s of another merchant: ignored", what, store_id)
+        return {}
+    found = {row[0] for row in rows}
     for missing in set(totals) - found:
         # Nothing to move for a product this catalog never had; the rest still applies.
         log.warning("%s names product %s, unknown to merchant %s", what, missing, merchant_id)
@@ -79,12 +94,10 @@ async def deduct_sold_goods(session: AsyncSession, envelope: EventEnvelope) -> N
     merchant_id = _merchant(envelope)
     paid = OrderPaid.model_validate(envelope.payload)
     what = f"order {paid.order_id}"
-    if await _store_elsewhere(session, merchant_id, paid.store_id):
-        log.warning("%s names store %s of another merchant: ignored", what, paid.store_id)
-        return
-    totals = await _known(
+    totals = await _applicable(
         session,
         merchant_id,
+        paid.store_id,
         _totals(((line.product_id, line.quantity) for line in paid.lines), what),
         what,
     )
@@ -107,14 +120,10 @@ async def restock_returned_goods(session: AsyncSession, envelope: EventEnvelope)
     merchant_id = _merchant(envelope)
     refunded = OrderRefunded.model_validate(envelope.payload)
     what = f"refund {refunded.refund_id}"
-    if not refunded.returned_lines:
-        return
-    if await _store_elsewhere(session, merchant_id, refunded.store_id):
-        log.warning("%s names store %s of another merchant: ignored", what, refunded.store_id)
-        return
-    totals = await _known(
+    totals = await _applicable(
         session,
         merchant_id,
+        refunded.store_id,
         _totals(((line.product_id, line.quantity) for line in refunded.returned_lines), what),
         what,
     )
