@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -29,6 +30,9 @@ from servicekit.errors import FieldError, NotFound, ValidationFailed
 from servicekit.outbox import add_event, add_events
 
 PRODUCER = "inventory"
+_MOVEMENTS = cast(sa.Table, StockMovement.__table__)
+#: A recorded movement as the ledger returned it (the columns of ``stock_movements``).
+Movement = sa.Row[Any]
 #: The most one line of a document or an order may move: beyond it a figure is a mistake.
 MAX_QUANTITY = 10**9
 
@@ -83,20 +87,16 @@ async def _lock_levels(
     """The balances of ``product_ids`` in the store, created at zero where missing and locked
     in product order, so that two concurrent documents never deadlock on each other."""
     ids = sorted(set(product_ids))
+    # The executemany form keeps one cached statement (sent as one multi-row INSERT) however
+    # many lines there are; an inline multi-row VALUES would be compiled again every time.
     await session.execute(
-        pg.insert(StockLevel)
-        .values(
-            [
-                {
-                    "merchant_id": merchant_id,
-                    "store_id": store_id,
-                    "product_id": product_id,
-                    "on_hand": 0,
-                }
-                for product_id in ids
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["merchant_id", "store_id", "product_id"])
+        pg.insert(StockLevel).on_conflict_do_nothing(
+            index_elements=["merchant_id", "store_id", "product_id"]
+        ),
+        [
+            {"merchant_id": merchant_id, "store_id": store_id, "product_id": product_id}
+            for product_id in ids
+        ],
     )
     levels = await session.scalars(
         scoped_to_merchant(sa.select(StockLevel), StockLevel, merchant_id)
@@ -161,7 +161,7 @@ async def record(
     change: Change,
     *,
     causation: uuid.UUID | None = None,
-) -> StockMovement | None:
+) -> Movement | None:
     """Append ``change`` to the ledger and update the balance; ``None`` when a movement with
     the same ``source_key`` is already recorded (the effect happened before)."""
     movements = await record_many(session, merchant_id, store_id, [change], causation=causation)
@@ -184,7 +184,7 @@ async def record_many(
     changes: list[Change],
     *,
     causation: uuid.UUID | None = None,
-) -> list[StockMovement]:
+) -> list[Movement]:
     """Append ``changes`` to the ledger and update the balances, a handful of statements for
     the whole batch; changes whose ``source_key`` is already recorded are skipped (their
     effect happened before). The movements recorded come back in the order of ``changes``."""
@@ -254,13 +254,14 @@ async def record_many(
         )
     if not rows:
         return []
+    # Plain rows, not ORM objects: a sale's movements are written and never touched again.
     inserted = {
         movement.id: movement
-        for movement in await session.scalars(
-            pg.insert(StockMovement)
-            .values([row for _, _, row in rows])
+        for movement in await session.execute(
+            pg.insert(_MOVEMENTS)
             .on_conflict_do_nothing(index_elements=["merchant_id", "source_key"])
-            .returning(StockMovement)
+            .returning(*_MOVEMENTS.c),
+            [row for _, _, row in rows],
         )
     }
     now = datetime.now(UTC)
@@ -368,7 +369,7 @@ def level_out(level: StockLevel) -> StockLevelOut:
     )
 
 
-def movement_out(movement: StockMovement) -> MovementOut:
+def movement_out(movement: StockMovement | Movement) -> MovementOut:
     return MovementOut(
         id=movement.id,
         store_id=movement.store_id,
