@@ -36,6 +36,7 @@ from servicekit.auth import (
     require,
     require_store_access,
     scoped,
+    scoped_to_merchant,
     sign_token,
 )
 from servicekit.db import Database
@@ -543,9 +544,13 @@ async def test_scoped_queries(database: Database) -> None:
             )
         )
         assert getattr(result, "rowcount", None) == 1
+    # A handler acting for the envelope's merchant sees all of that merchant's stores.
+    assert await ids(scoped_to_merchant(select_tickets, tickets, OTHER_MERCHANT)) == [3, 4]
 
 
 def test_scoped_needs_a_merchant_column() -> None:
     unscoped = sa.Table("free", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
     with pytest.raises(ValueError, match="merchant_id"):
         scoped(sa.select(unscoped.c.id), unscoped, principal_for(None))
+    with pytest.raises(ValueError, match="merchant_id"):
+        scoped_to_merchant(sa.select(unscoped.c.id), unscoped, MERCHANT)

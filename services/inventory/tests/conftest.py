@@ -16,11 +16,13 @@ from pydantic import BaseModel
 
 import inventory
 from contracts.envelope import EventEnvelope
+from contracts.events.identity import StoreCreated, StoreStatusChanged
 from contracts.registry import make_envelope
 from contracts.topics import topic_for_event_type
 from inventory.catalog.barcode import gtin_check_digit
 from inventory.config import Settings
 from inventory.main import create_app
+from inventory.stores.handlers import store_created, store_status_changed
 from servicekit.auth import (
     Role,
     TokenVerifier,
@@ -50,6 +52,11 @@ def auth_headers(
     return bearer_headers(KEY, merchant_id, scopes=scopes, store_ids=store_ids, role=Role.HQ_ADMIN)
 
 
+def keyed(merchant_id: uuid.UUID, **kwargs: Any) -> dict[str, str]:
+    """Auth headers plus a fresh ``Idempotency-Key``, for the endpoints that require one."""
+    return {**auth_headers(merchant_id, **kwargs), "Idempotency-Key": uuid.uuid4().hex}
+
+
 def ean13(body12: str) -> str:
     """An EAN-13 code with the right check digit."""
     return body12 + str(gtin_check_digit(body12))
@@ -62,7 +69,44 @@ class Harness:
     database: Database
 
     auth = staticmethod(auth_headers)
+    keyed = staticmethod(keyed)
     ean13 = staticmethod(ean13)
+
+    async def store(self, merchant_id: uuid.UUID, store_id: uuid.UUID | None = None) -> uuid.UUID:
+        """A store of ``merchant_id`` as identity announces it, applied to the replica."""
+        store_id = store_id or uuid.uuid4()
+        created = StoreCreated(
+            store_id=store_id,
+            merchant_id=merchant_id,
+            code=store_id.hex[:8],
+            name="Store",
+            address="1 Main St",
+            timezone="Asia/Shanghai",
+            business_hours=[],
+            region_id=None,
+            status="active",
+            version=1,
+        )
+        envelope = make_envelope(
+            created, producer="identity", aggregate_id=store_id, merchant_id=merchant_id
+        )
+        async with self.database.transaction() as session:
+            await store_created(session, envelope)
+        return store_id
+
+    async def lock_store(self, merchant_id: uuid.UUID, store_id: uuid.UUID) -> None:
+        change = StoreStatusChanged(
+            store_id=store_id,
+            merchant_id=merchant_id,
+            status="read_only",
+            previous_status="active",
+            version=2,
+        )
+        envelope = make_envelope(
+            change, producer="identity", aggregate_id=store_id, merchant_id=merchant_id
+        )
+        async with self.database.transaction() as session:
+            await store_status_changed(session, envelope)
 
     @staticmethod
     def envelope(
@@ -142,6 +186,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         outbox_poll_interval=0.1,
         consumer_retry_backoff=0.01,
         consumer_max_attempts=2,
+        store_replica_wait=0.2,
         **overrides,
     )
 

@@ -145,7 +145,8 @@ async def test_update_needs_the_current_version(harness: Any) -> None:
 
 
 async def test_store_price_overrides_hq_price(harness: Any) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
     product = await harness.product(merchant)
     url = f"/v1/products/{product['id']}/store-prices/{store}"
     set_price = await harness.client.put(

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 import inventory
+from contracts.events.identity import StoreCreated
 from contracts.events.payments import PaymentSucceeded
 from contracts.money import Money
 from contracts.registry import make_envelope
@@ -82,9 +83,42 @@ async def running_stack(
             await publisher.stop()
 
 
+async def announce_store(stack: Stack, merchant: uuid.UUID, store: uuid.UUID) -> None:
+    """Identity's ``identity.store.created``: inventory takes stock only for stores it knows."""
+    created = StoreCreated(
+        store_id=store,
+        merchant_id=merchant,
+        code="S1",
+        name="Store",
+        address="1 Main St",
+        timezone="Asia/Shanghai",
+        business_hours=[],
+        region_id=None,
+        status="active",
+        version=1,
+    )
+    event = make_envelope(created, producer="identity", aggregate_id=store, merchant_id=merchant)
+    await stack.publisher.publish(
+        [
+            OutgoingMessage(
+                topic=topic_for_event_type(event.type),
+                key=str(store).encode(),
+                value=event.model_dump_json().encode(),
+            )
+        ]
+    )
+
+
 async def checkout(stack: Stack, kit: Any, timeout: float) -> None:
     merchant, store = uuid.uuid4(), uuid.uuid4()
     headers = kit.auth(merchant)
+    await announce_store(stack, merchant, store)
+
+    async def store_known() -> bool:
+        response = await stack.inventory.get(f"/v1/stores/{store}/stock", headers=headers)
+        return response.status_code == 200
+
+    await eventually(store_known, timeout=timeout)
     created = await stack.inventory.post(
         "/v1/products",
         json={

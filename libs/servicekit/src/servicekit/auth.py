@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Protocol, TypeVar
+from typing import Annotated, Any, Final, Protocol, TypeVar, cast
 
 import httpx
 from fastapi import Depends, Request
@@ -506,7 +506,8 @@ def require_store_access(principal: Principal, store_id: uuid.UUID) -> None:
         raise NotFound("Store not found.")
 
 
-_Statement = TypeVar("_Statement", Select[Any], Update, Delete)
+# Bound rather than constrained, so the statement's own row type survives the scoping.
+_Statement = TypeVar("_Statement", bound=Select[*tuple[Any, ...]] | Update | Delete)
 
 
 def _column(model: Any, name: str) -> Any:
@@ -516,14 +517,20 @@ def _column(model: Any, name: str) -> Any:
     return getattr(model, name, None)
 
 
-def scoped(stmt: _Statement, model: Any, principal: Principal) -> _Statement:
-    """Restrict ``stmt`` to the caller's merchant and, for rows with a ``store_id``, to the
-    caller's stores. ``model`` is a mapped class or a ``Table``."""
+def scoped_to_merchant(stmt: _Statement, model: Any, merchant_id: uuid.UUID) -> _Statement:
+    """Restrict ``stmt`` to one merchant's rows: for code acting on a merchant's behalf without
+    a caller, such as an event handler scoping by the envelope's merchant."""
     merchant_column = _column(model, "merchant_id")
     if merchant_column is None:
         raise ValueError(f"{model!r} has no merchant_id column to scope by")
-    stmt = stmt.where(merchant_column == principal.merchant_id)
+    return cast(_Statement, stmt.where(merchant_column == merchant_id))
+
+
+def scoped(stmt: _Statement, model: Any, principal: Principal) -> _Statement:
+    """Restrict ``stmt`` to the caller's merchant and, for rows with a ``store_id``, to the
+    caller's stores. ``model`` is a mapped class or a ``Table``."""
+    stmt = scoped_to_merchant(stmt, model, principal.merchant_id)
     store_column = _column(model, "store_id")
     if store_column is not None and principal.store_ids is not None:
-        stmt = stmt.where(store_column.in_(sorted(principal.store_ids)))
+        stmt = cast(_Statement, stmt.where(store_column.in_(sorted(principal.store_ids))))
     return stmt

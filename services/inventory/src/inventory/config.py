@@ -10,3 +10,6 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_", extra="ignore")
 
     port: int = 8103
+    #: Seconds a request naming a store identity has not announced yet waits for the store
+    #: to reach the replica before answering 404 (a store created a moment ago).
+    store_replica_wait: float = 1.0

@@ -9,6 +9,7 @@ from inventory.catalog.router import router as catalog_router
 from inventory.config import Settings
 from inventory.stock.handlers import handlers as sales_handlers
 from inventory.stock.router import router as stock_router
+from inventory.stores.handlers import handlers as store_handlers
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
@@ -26,7 +27,7 @@ def create_app(
         settings or Settings(),
         title="Countertop Inventory",
         routers=[catalog_router, stock_router],
-        consumers={"sales": sales_handlers},
+        consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,

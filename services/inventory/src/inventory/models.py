@@ -1,5 +1,9 @@
-"""Tables of the inventory service: the catalog (products and per-store prices) and the stock
-ledger (append-only movements plus one balance row per store and product)."""
+"""Tables of the inventory service: the catalog (products and per-store prices), the stock
+ledger (append-only movements plus one balance row per store and product) and the replica of
+identity's stores.
+
+Every table is keyed by merchant first: product ids are chosen by clients and are unique per
+merchant only, so two merchants may hold the same product id without seeing each other."""
 
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ class Product(Base):
 
     __tablename__ = "products"
     __table_args__ = (
+        sa.CheckConstraint("price >= 0", name="ck_products_price"),
+        sa.CheckConstraint("cost IS NULL OR cost >= 0", name="ck_products_cost"),
         sa.UniqueConstraint("merchant_id", "sku", name="uq_products_merchant_sku"),
         sa.UniqueConstraint("merchant_id", "barcode", name="uq_products_merchant_barcode"),
     )
 
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), index=True)
     sku: Mapped[str] = mapped_column(sa.Text)
     barcode: Mapped[str | None] = mapped_column(sa.Text)
     name: Mapped[str] = mapped_column(sa.Text)
@@ -56,12 +62,18 @@ class StorePrice(Base):
     """A store's own price of a product, overriding the HQ price in that store."""
 
     __tablename__ = "store_prices"
-
-    product_id: Mapped[uuid.UUID] = mapped_column(
-        pg.UUID(as_uuid=True), sa.ForeignKey("products.id"), primary_key=True
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["merchant_id", "product_id"],
+            ["products.merchant_id", "products.id"],
+            name="fk_store_prices_product",
+        ),
+        sa.CheckConstraint("price >= 0", name="ck_store_prices_price"),
     )
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     currency: Mapped[str] = mapped_column(sa.String(3))
     price: Mapped[int] = mapped_column(sa.BigInteger)
 
@@ -75,12 +87,17 @@ class StockLevel(Base):
     """
 
     __tablename__ = "stock_levels"
-
-    store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
-    product_id: Mapped[uuid.UUID] = mapped_column(
-        pg.UUID(as_uuid=True), sa.ForeignKey("products.id"), primary_key=True
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["merchant_id", "product_id"],
+            ["products.merchant_id", "products.id"],
+            name="fk_stock_levels_product",
+        ),
     )
-    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), index=True)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     on_hand: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     last_count_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     low_threshold: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -101,15 +118,24 @@ class StockMovement(Base):
     __tablename__ = "stock_movements"
     __table_args__ = (
         sa.UniqueConstraint("merchant_id", "source_key", name="uq_stock_movements_source"),
-        sa.Index("ix_stock_movements_store_product", "store_id", "product_id", "occurred_at"),
+        sa.Index(
+            "ix_stock_movements_merchant_store_product",
+            "merchant_id",
+            "store_id",
+            "product_id",
+            "occurred_at",
+        ),
+        sa.ForeignKeyConstraint(
+            ["merchant_id", "product_id"],
+            ["products.merchant_id", "products.id"],
+            name="fk_stock_movements_product",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
-    product_id: Mapped[uuid.UUID] = mapped_column(
-        pg.UUID(as_uuid=True), sa.ForeignKey("products.id")
-    )
+    product_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     kind: Mapped[str] = mapped_column(sa.Text)
     quantity: Mapped[int] = mapped_column(sa.BigInteger)
     reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -122,3 +148,15 @@ class StockMovement(Base):
     # A movement dated before the latest count changes nothing: the count already saw it.
     absorbed: Mapped[bool] = mapped_column(sa.Boolean)
     on_hand_after: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Store(Base):
+    """Identity's store as of ``version``, from ``identity.store.*`` events: a write naming a
+    store needs the store here, under the caller's merchant, and active."""
+
+    __tablename__ = "stores"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    status: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(sa.Integer)

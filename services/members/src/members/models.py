@@ -100,3 +100,24 @@ class PointsEntry(Base):
         ),
         sa.CheckConstraint("kind IN ('award', 'reversal')", name="ck_points_ledger_kind"),
     )
+
+
+class PointsRefund(Base):
+    """A refund of a member's order as orders reported it, kept whether or not the award is
+    known yet: a refund that arrives before its order's payment still takes its points back
+    once the award is made, and the largest ``refunded_total`` seen decides the reversal, so
+    refunds applied in any order, or twice, end in the same balance."""
+
+    __tablename__ = "points_refunds"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    refund_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), sa.ForeignKey("members.id"))
+    refunded_total: Mapped[int] = mapped_column(sa.BigInteger)
+    order_total: Mapped[int] = mapped_column(sa.BigInteger)
+    fully_refunded: Mapped[bool] = mapped_column(sa.Boolean)
+    event_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+
+    __table_args__ = (sa.Index("ix_points_refunds_member_order", "member_id", "order_id"),)

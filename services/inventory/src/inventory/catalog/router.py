@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from inventory.catalog import service
 from inventory.catalog.schemas import (
@@ -17,7 +17,8 @@ from inventory.catalog.schemas import (
     StorePriceSet,
 )
 from inventory.models import Product
-from servicekit.auth import Principal, PrincipalDep, require
+from inventory.stores.service import StoreWaitDep
+from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
@@ -40,7 +41,8 @@ StoreQuery = Annotated[
 async def create_product(
     body: ProductCreate, principal: CatalogWriter, session: SessionDep
 ) -> ProductOut:
-    """Add a product to the merchant's catalog (``catalog:manage``)."""
+    """Add a product to the merchant's catalog (``catalog:manage`` and merchant-wide access:
+    403 ``merchant_scope_required`` for a caller limited to some stores)."""
     return await service.create_product(session, principal, body)
 
 
@@ -53,7 +55,8 @@ async def list_products(
     category_id: uuid.UUID | None = None,
 ) -> Page[ProductOut]:
     """The merchant's products, oldest first."""
-    stmt = sa.select(Product).where(Product.merchant_id == principal.merchant_id)
+    show_cost = service.sees_cost(principal)
+    stmt = scoped(sa.select(Product), Product, principal)
     if product_status is not None:
         stmt = stmt.where(Product.status == product_status)
     if category_id is not None:
@@ -63,13 +66,16 @@ async def list_products(
         stmt,
         order_by=(Product.created_at, Product.id),
         params=params,
-        map=service.product_out,
+        map=lambda product: service.product_out(product, show_cost=show_cost),
     )
 
 
 @router.get("/by-barcode/{barcode}", responses=problem_responses(404))
 async def lookup_by_barcode(
-    barcode: str, principal: PrincipalDep, session: SessionDep, store_id: StoreQuery = None
+    barcode: Annotated[str, Path(max_length=64)],
+    principal: PrincipalDep,
+    session: SessionDep,
+    store_id: StoreQuery = None,
 ) -> ProductOut:
     """The product with this barcode (a scanner's lookup)."""
     return await service.lookup_barcode(session, principal, barcode, store_id)
@@ -89,17 +95,24 @@ async def get_product(
 async def update_product(
     product_id: uuid.UUID, body: ProductUpdate, principal: CatalogWriter, session: SessionDep
 ) -> ProductOut:
-    """Change the fields sent; a stale ``version`` answers 409 ``version_mismatch``."""
+    """Change the fields sent (``catalog:manage``, merchant-wide access); a stale ``version``
+    answers 409 ``version_mismatch``."""
     return await service.update_product(session, principal, product_id, body)
 
 
-@router.put("/{product_id}/store-prices/{store_id}", responses=problem_responses(403, 404, 409))
+@router.put(
+    "/{product_id}/store-prices/{store_id}", responses=problem_responses(403, 404, 409, 422, 423)
+)
 async def set_store_price(
     product_id: uuid.UUID,
     store_id: uuid.UUID,
     body: StorePriceSet,
     principal: CatalogWriter,
     session: SessionDep,
+    wait: StoreWaitDep,
 ) -> ProductOut:
-    """Set (or with ``price: null`` remove) a store's own price of the product."""
-    return await service.set_store_price(session, principal, product_id, store_id, body)
+    """Set (or with ``price: null`` remove) a store's own price of the product
+    (``catalog:manage``; the store must be the caller's: 404 otherwise)."""
+    return await service.set_store_price(
+        session, principal, product_id, store_id, body, store_wait=wait
+    )

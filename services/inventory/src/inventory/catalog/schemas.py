@@ -6,15 +6,29 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.money import Money
 from inventory.catalog.barcode import is_valid_barcode
+from inventory.text import Storable
 
 ProductStatus = Literal["active", "inactive"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200), Storable]
+Sku = Annotated[str, Field(min_length=1, max_length=64), Storable]
+Unit = Annotated[str, Field(min_length=1, max_length=32), Storable]
+Station = Annotated[str, Field(min_length=1, max_length=64), Storable]
+
+
+def _not_negative(value: Money) -> Money:
+    if value.amount < 0:
+        raise PydanticCustomError("negative_amount", "amount must not be negative")
+    return value
+
+
+#: A price or cost: zero (a free item) or more, never negative.
+Price = Annotated[Money, AfterValidator(_not_negative)]
 
 
 def _check_barcode(value: str | None) -> str | None:
@@ -30,17 +44,17 @@ class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: uuid.UUID | None = Field(default=None, description="Client-chosen id; generated if absent.")
-    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    sku: Sku
     barcode: str | None = None
     name: Text
     category_id: uuid.UUID | None = None
-    unit: Annotated[str, Field(min_length=1, max_length=32)] = "each"
-    price: Money
-    cost: Money | None = None
+    unit: Unit = "each"
+    price: Price
+    cost: Price | None = None
     tax_rate_bps: TaxRate = 0
     is_tobacco: bool = False
     status: ProductStatus = "active"
-    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    kitchen_station: Station | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -54,17 +68,17 @@ class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Annotated[int, Strict(), Field(ge=1)]
-    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    sku: Sku | None = None
     barcode: str | None = None
     name: Text | None = None
     category_id: uuid.UUID | None = None
-    unit: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    price: Money | None = None
-    cost: Money | None = None
+    unit: Unit | None = None
+    price: Price | None = None
+    cost: Price | None = None
     tax_rate_bps: TaxRate | None = None
     is_tobacco: bool | None = None
     status: ProductStatus | None = None
-    kitchen_station: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    kitchen_station: Station | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -78,7 +92,7 @@ class StorePriceSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Annotated[int, Strict(), Field(ge=1)]
-    price: Money | None
+    price: Price | None
 
 
 class ProductOut(BaseModel):
@@ -89,7 +103,7 @@ class ProductOut(BaseModel):
     category_id: uuid.UUID | None
     unit: str
     price: Money
-    cost: Money | None
+    cost: Money | None = Field(description="Shown only to callers with catalog:manage.")
     tax_rate_bps: int
     is_tobacco: bool
     status: ProductStatus

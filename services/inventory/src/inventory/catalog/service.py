@@ -2,6 +2,10 @@
 
 Every change bumps the product's ``version`` and writes the matching ``inventory.product.*``
 event to the outbox in the same transaction; orders keeps its replica from those events.
+
+Products belong to the merchant as a whole: creating or changing one needs a caller whose
+reach is the whole merchant (no store list in the token). A store manager sets the prices of
+their own stores only. Cost is shown only to callers who manage the catalog.
 """
 
 from __future__ import annotations
@@ -25,11 +29,34 @@ from contracts.money import Money
 from contracts.registry import make_envelope
 from inventory.catalog.schemas import ProductCreate, ProductOut, ProductUpdate, StorePriceSet
 from inventory.models import Product, StorePrice
-from servicekit.auth import Principal, require_store_access
-from servicekit.errors import Conflict, FieldError, NotFound, ValidationFailed, VersionMismatch
+from inventory.stores.service import require_store, require_writable_store
+from servicekit.auth import Principal, scoped
+from servicekit.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    VersionMismatch,
+)
 from servicekit.outbox import add_event
 
 PRODUCER = "inventory"
+CATALOG_MANAGE = "catalog:manage"
+
+
+def sees_cost(principal: Principal) -> bool:
+    return principal.has(CATALOG_MANAGE)
+
+
+def require_merchant_wide(principal: Principal) -> None:
+    """403 for a caller limited to some stores: the catalog is the whole merchant's."""
+    if principal.store_ids is not None:
+        raise Forbidden(
+            "Products are shared by every store: changing one needs merchant-wide access. "
+            "A store's own price is set with PUT /v1/products/{id}/store-prices/{store_id}.",
+            code="merchant_scope_required",
+        )
 
 
 def _snapshot(product: Product) -> dict[str, Any]:
@@ -62,7 +89,9 @@ async def _emit(
     await add_event(session, envelope)
 
 
-def product_out(product: Product, store_price: StorePrice | None = None) -> ProductOut:
+def product_out(
+    product: Product, store_price: StorePrice | None = None, *, show_cost: bool
+) -> ProductOut:
     hq = Money.of(product.price, product.currency)
     own = Money.of(store_price.price, store_price.currency) if store_price else None
     return ProductOut(
@@ -73,7 +102,11 @@ def product_out(product: Product, store_price: StorePrice | None = None) -> Prod
         category_id=product.category_id,
         unit=product.unit,
         price=hq,
-        cost=Money.of(product.cost, product.currency) if product.cost is not None else None,
+        cost=(
+            Money.of(product.cost, product.currency)
+            if show_cost and product.cost is not None
+            else None
+        ),
         tax_rate_bps=product.tax_rate_bps,
         is_tobacco=product.is_tobacco,
         status=product.status,
@@ -120,6 +153,7 @@ def _check_currency(price: Money, other: Money | None, field: str) -> None:
 async def create_product(
     session: AsyncSession, principal: Principal, data: ProductCreate
 ) -> ProductOut:
+    require_merchant_wide(principal)
     _check_currency(data.price, data.cost, "cost")
     product = Product(
         id=data.id or new_id(),
@@ -142,7 +176,7 @@ async def create_product(
     await _flush(session)
     await session.refresh(product)
     await _emit(session, product, ProductCreated(**_snapshot(product)))
-    return product_out(product)
+    return product_out(product, show_cost=sees_cost(principal))
 
 
 async def get_product(
@@ -152,9 +186,7 @@ async def get_product(
     *,
     for_update: bool = False,
 ) -> Product:
-    stmt = sa.select(Product).where(
-        Product.id == product_id, Product.merchant_id == principal.merchant_id
-    )
+    stmt = scoped(sa.select(Product), Product, principal).where(Product.id == product_id)
     if for_update:
         stmt = stmt.with_for_update()
     product = (await session.execute(stmt)).scalar_one_or_none()
@@ -164,9 +196,14 @@ async def get_product(
 
 
 async def store_price_of(
-    session: AsyncSession, product: Product, store_id: uuid.UUID
+    session: AsyncSession, principal: Principal, product: Product, store_id: uuid.UUID
 ) -> StorePrice | None:
-    return await session.get(StorePrice, (product.id, store_id))
+    price: StorePrice | None = await session.scalar(
+        scoped(sa.select(StorePrice), StorePrice, principal).where(
+            StorePrice.product_id == product.id, StorePrice.store_id == store_id
+        )
+    )
+    return price
 
 
 async def read_product(
@@ -180,23 +217,31 @@ async def read_product(
 
 
 async def _out_for_store(
-    session: AsyncSession, principal: Principal, product: Product, store_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    product: Product,
+    store_id: uuid.UUID | None,
 ) -> ProductOut:
+    show_cost = sees_cost(principal)
     if store_id is None:
-        return product_out(product)
-    require_store_access(principal, store_id)
-    out = product_out(product, await store_price_of(session, product, store_id))
+        return product_out(product, show_cost=show_cost)
+    await require_store(session, principal, store_id)
+    own = await store_price_of(session, principal, product, store_id)
+    out = product_out(product, own, show_cost=show_cost)
     return out.model_copy(update={"store_id": store_id})
 
 
 async def lookup_barcode(
-    session: AsyncSession, principal: Principal, barcode: str, store_id: uuid.UUID | None
+    session: AsyncSession,
+    principal: Principal,
+    barcode: str,
+    store_id: uuid.UUID | None,
 ) -> ProductOut:
+    if "\x00" in barcode:  # PostgreSQL cannot even compare it; no product has it anyway
+        raise NotFound("No product has this barcode.")
     product = (
         await session.execute(
-            sa.select(Product).where(
-                Product.merchant_id == principal.merchant_id, Product.barcode == barcode
-            )
+            scoped(sa.select(Product), Product, principal).where(Product.barcode == barcode)
         )
     ).scalar_one_or_none()
     if product is None:
@@ -215,6 +260,7 @@ _NOT_NULLABLE = frozenset({"sku", "name", "unit", "price", "tax_rate_bps", "is_t
 async def update_product(
     session: AsyncSession, principal: Principal, product_id: uuid.UUID, data: ProductUpdate
 ) -> ProductOut:
+    require_merchant_wide(principal)
     product = await get_product(session, principal, product_id, for_update=True)
     _check_version(product, data.version)
     sent = data.model_fields_set - {"version"}
@@ -238,7 +284,7 @@ async def update_product(
     product.updated_at = datetime.now(UTC)
     await _flush(session)
     await _emit(session, product, ProductUpdated(**_snapshot(product)))
-    return product_out(product)
+    return product_out(product, show_cost=sees_cost(principal))
 
 
 async def set_store_price(
@@ -247,11 +293,13 @@ async def set_store_price(
     product_id: uuid.UUID,
     store_id: uuid.UUID,
     data: StorePriceSet,
+    *,
+    store_wait: float = 0.0,
 ) -> ProductOut:
-    require_store_access(principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=store_wait)
     product = await get_product(session, principal, product_id, for_update=True)
     _check_version(product, data.version)
-    existing = await store_price_of(session, product, store_id)
+    existing = await store_price_of(session, principal, product, store_id)
     if data.price is None:
         if existing is not None:
             await session.delete(existing)
@@ -284,5 +332,5 @@ async def set_store_price(
         ),
         store_id=store_id,
     )
-    out = product_out(product, existing)
+    out = product_out(product, existing, show_cost=sees_cost(principal))
     return out.model_copy(update={"store_id": store_id})

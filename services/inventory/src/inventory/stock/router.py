@@ -21,7 +21,8 @@ from inventory.stock.schemas import (
     ThresholdSet,
 )
 from inventory.stock.service import Change
-from servicekit.auth import Principal, PrincipalDep, require, require_store_access
+from inventory.stores.service import StoreWaitDep, require_store, require_writable_store
+from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import FieldError, ValidationFailed, problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
@@ -36,13 +37,17 @@ StockAdjuster = Annotated[Principal, Depends(require("inventory:adjust"))]
     "/stock-in",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(Idempotency(required=True))],
-    responses=problem_responses(400, 403, 404, 409, 422),
+    responses=problem_responses(400, 403, 404, 409, 422, 423),
 )
 async def receive_goods(
-    store_id: uuid.UUID, body: StockIn, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: StockIn,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementsOut:
     """Goods received into the store (``inventory:adjust``; ``Idempotency-Key`` required)."""
-    require_store_access(principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     await service.require_products(session, principal.merchant_id, ids, "lines[{i}].product_id")
     changes = [
@@ -64,14 +69,18 @@ async def receive_goods(
     "/adjustments",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(Idempotency(required=True))],
-    responses=problem_responses(403, 404, 409, 422),
+    responses=problem_responses(403, 404, 409, 422, 423),
 )
 async def adjust_stock(
-    store_id: uuid.UUID, body: Adjustment, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: Adjustment,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementOut:
     """A signed correction with its reason (``inventory:adjust``; ``Idempotency-Key``
     required)."""
-    require_store_access(principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     if body.quantity == 0:
         raise ValidationFailed([FieldError("quantity", "out_of_range", "must not be zero.")])
     await service.require_products(session, principal.merchant_id, [body.product_id], "product_id")
@@ -92,15 +101,19 @@ async def adjust_stock(
     "/counts",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(Idempotency(required=True))],
-    responses=problem_responses(403, 404, 409, 422),
+    responses=problem_responses(403, 404, 409, 422, 423),
 )
 async def record_count(
-    store_id: uuid.UUID, body: Count, principal: StockAdjuster, session: SessionDep
+    store_id: uuid.UUID,
+    body: Count,
+    principal: StockAdjuster,
+    session: SessionDep,
+    wait: StoreWaitDep,
 ) -> MovementsOut:
     """A physical count: each product's on-hand becomes its counted figure as of
     ``occurred_at``, plus whatever moved after that moment (``inventory:adjust``;
     ``Idempotency-Key`` required)."""
-    require_store_access(principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     if len(set(ids)) != len(ids):
         raise ValidationFailed([FieldError("lines", "duplicate_product", "one line per product.")])
@@ -120,7 +133,7 @@ async def record_count(
     return MovementsOut(movements=[service.movement_out(m) for m in movements])
 
 
-@router.get("/stock")
+@router.get("/stock", responses=problem_responses(404))
 async def list_stock(
     store_id: uuid.UUID,
     principal: PrincipalDep,
@@ -129,9 +142,9 @@ async def list_stock(
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
 ) -> Page[StockLevelOut]:
     """Every product with a ledger in this store."""
-    require_store_access(principal, store_id)
-    stmt = sa.select(StockLevel).where(
-        StockLevel.merchant_id == principal.merchant_id, StockLevel.store_id == store_id
+    await require_store(session, principal, store_id)
+    stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
+        StockLevel.store_id == store_id
     )
     if negative is not None:
         stmt = stmt.where((StockLevel.on_hand < 0) == negative)
@@ -146,29 +159,33 @@ async def list_stock(
 
 @router.get("/stock/{product_id}", responses=problem_responses(404))
 async def get_stock(
-    store_id: uuid.UUID, product_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+    store_id: uuid.UUID,
+    product_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
 ) -> StockLevelOut:
-    require_store_access(principal, store_id)
+    await require_store(session, principal, store_id)
     return await service.get_level(session, principal.merchant_id, store_id, product_id)
 
 
-@router.put("/stock/{product_id}/threshold", responses=problem_responses(403, 404))
+@router.put("/stock/{product_id}/threshold", responses=problem_responses(403, 404, 422, 423))
 async def set_threshold(
     store_id: uuid.UUID,
     product_id: uuid.UUID,
     body: ThresholdSet,
     principal: StockAdjuster,
     session: SessionDep,
+    wait: StoreWaitDep,
 ) -> StockLevelOut:
     """Set the low-stock threshold: ``inventory.stock.low`` goes out once each time on-hand
     falls to or below it (``inventory:adjust``)."""
-    require_store_access(principal, store_id)
+    await require_writable_store(session, principal, store_id, wait=wait)
     return await service.set_threshold(
         session, principal.merchant_id, store_id, product_id, body.threshold
     )
 
 
-@router.get("/movements")
+@router.get("/movements", responses=problem_responses(404))
 async def list_movements(
     store_id: uuid.UUID,
     principal: PrincipalDep,
@@ -178,9 +195,9 @@ async def list_movements(
     kind: MovementKind | None = None,
 ) -> Page[MovementOut]:
     """The ledger of this store, newest first."""
-    require_store_access(principal, store_id)
-    stmt = sa.select(StockMovement).where(
-        StockMovement.merchant_id == principal.merchant_id, StockMovement.store_id == store_id
+    await require_store(session, principal, store_id)
+    stmt = scoped(sa.select(StockMovement), StockMovement, principal).where(
+        StockMovement.store_id == store_id
     )
     if product_id is not None:
         stmt = stmt.where(StockMovement.product_id == product_id)

@@ -8,9 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
+from inventory.text import Storable
+
 MovementKind = Literal["sale", "refund_return", "stock_in", "adjustment", "count"]
 Quantity = Annotated[int, Strict(), Field(gt=0, le=10**9)]
-Note = Annotated[str, Field(min_length=1, max_length=500)]
+Note = Annotated[str, Field(min_length=1, max_length=500), Storable]
 
 
 class StockInLine(BaseModel):

@@ -13,20 +13,28 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.envelope import EventEnvelope
 from contracts.events.inventory import StockLow
 from contracts.ids import new_id
 from contracts.registry import make_envelope
 from inventory.models import Product, StockLevel, StockMovement
 from inventory.stock.schemas import MovementKind, MovementOut, StockLevelOut
+from servicekit.auth import scoped_to_merchant
 from servicekit.errors import FieldError, NotFound, ValidationFailed
-from servicekit.outbox import add_event
+from servicekit.outbox import add_event, add_events
 
 PRODUCER = "inventory"
+_MOVEMENTS = cast(sa.Table, StockMovement.__table__)
+#: A recorded movement as the ledger returned it (the columns of ``stock_movements``).
+Movement = sa.Row[Any]
+#: The most one line of a document or an order may move: beyond it a figure is a mistake.
+MAX_QUANTITY = 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +57,9 @@ async def known_products(
     if not wanted:
         return set()
     rows = await session.execute(
-        sa.select(Product.id).where(Product.merchant_id == merchant_id, Product.id.in_(wanted))
+        scoped_to_merchant(sa.select(Product.id), Product, merchant_id).where(
+            Product.id.in_(wanted)
+        )
     )
     return {row[0] for row in rows}
 
@@ -68,37 +78,80 @@ async def require_products(
         raise ValidationFailed(errors)
 
 
-async def _lock_level(
-    session: AsyncSession, merchant_id: uuid.UUID, store_id: uuid.UUID, product_id: uuid.UUID
-) -> StockLevel:
+async def _lock_levels(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    product_ids: Iterable[uuid.UUID],
+) -> dict[uuid.UUID, StockLevel]:
+    """The balances of ``product_ids`` in the store, created at zero where missing and locked
+    in product order, so that two concurrent documents never deadlock on each other."""
+    ids = sorted(set(product_ids))
+    # The executemany form keeps one cached statement (sent as one multi-row INSERT) however
+    # many lines there are; an inline multi-row VALUES would be compiled again every time.
     await session.execute(
-        pg.insert(StockLevel)
-        .values(merchant_id=merchant_id, store_id=store_id, product_id=product_id, on_hand=0)
-        .on_conflict_do_nothing(index_elements=["store_id", "product_id"])
+        pg.insert(StockLevel).on_conflict_do_nothing(
+            index_elements=["merchant_id", "store_id", "product_id"]
+        ),
+        [
+            {"merchant_id": merchant_id, "store_id": store_id, "product_id": product_id}
+            for product_id in ids
+        ],
     )
-    level = (
-        await session.execute(
-            sa.select(StockLevel)
-            .where(StockLevel.store_id == store_id, StockLevel.product_id == product_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-    return level
+    levels = await session.scalars(
+        scoped_to_merchant(sa.select(StockLevel), StockLevel, merchant_id)
+        .where(StockLevel.store_id == store_id, StockLevel.product_id.in_(ids))
+        .order_by(StockLevel.product_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {level.product_id: level for level in levels}
 
 
 async def _changes_after(
-    session: AsyncSession, store_id: uuid.UUID, product_id: uuid.UUID, moment: datetime
-) -> int:
-    total = await session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(StockMovement.quantity), 0)).where(
-            StockMovement.store_id == store_id,
-            StockMovement.product_id == product_id,
-            StockMovement.kind != "count",
-            StockMovement.occurred_at > moment,
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    store_id: uuid.UUID,
+    counts: list[Change],
+) -> dict[tuple[uuid.UUID, datetime], int]:
+    """For each count, the sum of the other movements dated after it: what moved on the shelf
+    between the count and now."""
+    moments: dict[datetime, set[uuid.UUID]] = {}
+    for change in counts:
+        moments.setdefault(change.occurred_at, set()).add(change.product_id)
+    later: dict[tuple[uuid.UUID, datetime], int] = {}
+    for moment, product_ids in moments.items():
+        rows = await session.execute(
+            scoped_to_merchant(
+                sa.select(StockMovement.product_id, sa.func.sum(StockMovement.quantity)),
+                StockMovement,
+                merchant_id,
+            )
+            .where(
+                StockMovement.store_id == store_id,
+                StockMovement.product_id.in_(product_ids),
+                StockMovement.kind != "count",
+                StockMovement.occurred_at > moment,
+            )
+            .group_by(StockMovement.product_id)
+        )
+        for product_id, total in rows:
+            later[(product_id, moment)] = int(total)
+    return later
+
+
+async def _recorded_sources(
+    session: AsyncSession, merchant_id: uuid.UUID, changes: list[Change]
+) -> set[str]:
+    keys = {change.source_key for change in changes if change.source_key is not None}
+    if not keys:
+        return set()
+    rows = await session.execute(
+        scoped_to_merchant(sa.select(StockMovement.source_key), StockMovement, merchant_id).where(
+            StockMovement.source_key.in_(keys)
         )
     )
-    return int(total.scalar_one())
+    return {row[0] for row in rows if row[0] is not None}
 
 
 async def record(
@@ -108,84 +161,20 @@ async def record(
     change: Change,
     *,
     causation: uuid.UUID | None = None,
-) -> StockMovement | None:
+) -> Movement | None:
     """Append ``change`` to the ledger and update the balance; ``None`` when a movement with
     the same ``source_key`` is already recorded (the effect happened before)."""
-    level = await _lock_level(session, merchant_id, store_id, change.product_id)
-    absorbed = False
-    new_on_hand = level.on_hand
-    last_count = level.last_count_at
-    if change.kind == "count":
-        if last_count is None or change.occurred_at > last_count:
-            later = await _changes_after(session, store_id, change.product_id, change.occurred_at)
-            new_on_hand = change.quantity + later
-        else:
-            absorbed = True
-    elif last_count is not None and change.occurred_at <= last_count:
-        absorbed = True
-    else:
-        new_on_hand = level.on_hand + change.quantity
-
-    movement_id = new_id()
-    inserted = await session.execute(
-        pg.insert(StockMovement)
-        .values(
-            id=movement_id,
-            merchant_id=merchant_id,
-            store_id=store_id,
-            product_id=change.product_id,
-            kind=change.kind,
-            quantity=change.quantity,
-            reason=change.reason,
-            reference=change.reference,
-            source_key=change.source_key,
-            occurred_at=change.occurred_at,
-            absorbed=absorbed,
-            on_hand_after=new_on_hand,
-        )
-        .on_conflict_do_nothing(index_elements=["merchant_id", "source_key"])
-        .returning(StockMovement.id)
-    )
-    if inserted.scalar_one_or_none() is None:
-        return None
-    if change.kind == "count" and not absorbed:
-        level.last_count_at = change.occurred_at
-    level.on_hand = new_on_hand
-    level.updated_at = datetime.now(UTC)
-    await _check_low(session, level, causation=causation)
-    await session.flush()
-    movement = await session.get(StockMovement, movement_id)
-    assert movement is not None
-    return movement
+    movements = await record_many(session, merchant_id, store_id, [change], causation=causation)
+    return movements[0] if movements else None
 
 
-async def _check_low(
-    session: AsyncSession, level: StockLevel, *, causation: uuid.UUID | None = None
-) -> None:
-    """Alert once per downward crossing of the threshold; rising above it re-arms the alert."""
-    threshold = level.low_threshold
-    if threshold is None:
-        level.low_alerted = False
-        return
-    if level.on_hand <= threshold:
-        if not level.low_alerted:
-            level.low_alerted = True
-            envelope = make_envelope(
-                StockLow(
-                    store_id=level.store_id,
-                    product_id=level.product_id,
-                    on_hand=level.on_hand,
-                    threshold=threshold,
-                ),
-                producer=PRODUCER,
-                aggregate_id=f"{level.store_id}:{level.product_id}",
-                merchant_id=level.merchant_id,
-                store_id=level.store_id,
-                causation_id=causation,
-            )
-            await add_event(session, envelope)
-    else:
-        level.low_alerted = False
+@dataclass(slots=True)
+class _Balance:
+    """A balance as the batch leaves it, applied to the locked row only once its movements
+    are in the ledger."""
+
+    on_hand: int
+    last_count_at: datetime | None
 
 
 async def record_many(
@@ -195,16 +184,133 @@ async def record_many(
     changes: list[Change],
     *,
     causation: uuid.UUID | None = None,
-) -> list[StockMovement]:
-    """Record several changes; rows are locked in product order so that two concurrent
-    multi-line documents never deadlock on each other's balances."""
-    recorded: list[tuple[int, StockMovement]] = []
-    order = sorted(range(len(changes)), key=lambda i: changes[i].product_id)
-    for i in order:
-        movement = await record(session, merchant_id, store_id, changes[i], causation=causation)
-        if movement is not None:
-            recorded.append((i, movement))
-    return [movement for _, movement in sorted(recorded, key=lambda pair: pair[0])]
+) -> list[Movement]:
+    """Append ``changes`` to the ledger and update the balances, a handful of statements for
+    the whole batch; changes whose ``source_key`` is already recorded are skipped (their
+    effect happened before). The movements recorded come back in the order of ``changes``."""
+    if not changes:
+        return []
+    levels = await _lock_levels(session, merchant_id, store_id, (c.product_id for c in changes))
+    products = [c.product_id for c in changes]
+    # One change per product (what event handlers send) lets the insert itself drop a
+    # duplicate: that product's balance is then left alone. Otherwise look the keys up first,
+    # under the balance locks, so a concurrent copy of the same event has committed or not
+    # begun.
+    keyed = any(c.source_key is not None for c in changes)
+    done = (
+        await _recorded_sources(session, merchant_id, changes)
+        if keyed and len(set(products)) != len(products)
+        else set()
+    )
+    counts = [c for c in changes if c.kind == "count"]
+    later = await _changes_after(session, merchant_id, store_id, counts) if counts else {}
+
+    balances = {
+        product_id: _Balance(level.on_hand, level.last_count_at)
+        for product_id, level in levels.items()
+    }
+    rows: list[tuple[int, uuid.UUID, dict[str, object]]] = []
+    for i in sorted(range(len(changes)), key=lambda i: changes[i].product_id):
+        change = changes[i]
+        if change.source_key is not None:
+            if change.source_key in done:
+                continue
+            done.add(change.source_key)
+        balance = balances[change.product_id]
+        last_count = balance.last_count_at
+        absorbed = False
+        if change.kind == "count":
+            if last_count is None or change.occurred_at > last_count:
+                balance.on_hand = change.quantity + later.get(
+                    (change.product_id, change.occurred_at), 0
+                )
+                balance.last_count_at = change.occurred_at
+            else:
+                absorbed = True
+        elif last_count is not None and change.occurred_at <= last_count:
+            absorbed = True
+        else:
+            balance.on_hand += change.quantity
+        movement_id = new_id()
+        rows.append(
+            (
+                i,
+                movement_id,
+                {
+                    "id": movement_id,
+                    "merchant_id": merchant_id,
+                    "store_id": store_id,
+                    "product_id": change.product_id,
+                    "kind": change.kind,
+                    "quantity": change.quantity,
+                    "reason": change.reason,
+                    "reference": change.reference,
+                    "source_key": change.source_key,
+                    "occurred_at": change.occurred_at,
+                    "absorbed": absorbed,
+                    "on_hand_after": balance.on_hand,
+                },
+            )
+        )
+    if not rows:
+        return []
+    # Plain rows, not ORM objects: a sale's movements are written and never touched again.
+    inserted = {
+        movement.id: movement
+        for movement in await session.execute(
+            pg.insert(_MOVEMENTS)
+            .on_conflict_do_nothing(index_elements=["merchant_id", "source_key"])
+            .returning(*_MOVEMENTS.c),
+            [row for _, _, row in rows],
+        )
+    }
+    now = datetime.now(UTC)
+    alerts: list[EventEnvelope] = []
+    for product_id in {
+        row["product_id"] for _, movement_id, row in rows if movement_id in inserted
+    }:
+        assert isinstance(product_id, uuid.UUID)
+        level = levels[product_id]
+        level.on_hand = balances[product_id].on_hand
+        level.last_count_at = balances[product_id].last_count_at
+        level.updated_at = now
+        alert = _check_low(level, causation=causation)
+        if alert is not None:
+            alerts.append(alert)
+    await add_events(session, alerts)
+    await session.flush()
+    return [
+        inserted[movement_id]
+        for _, movement_id, _ in sorted(rows, key=lambda row: row[0])
+        if movement_id in inserted
+    ]
+
+
+def _check_low(level: StockLevel, *, causation: uuid.UUID | None = None) -> EventEnvelope | None:
+    """Alert once per downward crossing of the threshold; rising above it re-arms the alert."""
+    threshold = level.low_threshold
+    if threshold is None:
+        level.low_alerted = False
+        return None
+    if level.on_hand > threshold:
+        level.low_alerted = False
+        return None
+    if level.low_alerted:
+        return None
+    level.low_alerted = True
+    return make_envelope(
+        StockLow(
+            store_id=level.store_id,
+            product_id=level.product_id,
+            on_hand=level.on_hand,
+            threshold=threshold,
+        ),
+        producer=PRODUCER,
+        aggregate_id=f"{level.store_id}:{level.product_id}",
+        merchant_id=level.merchant_id,
+        store_id=level.store_id,
+        causation_id=causation,
+    )
 
 
 async def set_threshold(
@@ -216,11 +322,13 @@ async def set_threshold(
 ) -> StockLevelOut:
     if not await known_products(session, merchant_id, [product_id]):
         raise NotFound("Product not found.")
-    level = await _lock_level(session, merchant_id, store_id, product_id)
+    level = (await _lock_levels(session, merchant_id, store_id, [product_id]))[product_id]
     level.low_threshold = threshold
     # A new threshold starts armed: stock already at or below it is reported now.
     level.low_alerted = False
-    await _check_low(session, level)
+    alert = _check_low(level)
+    if alert is not None:
+        await add_event(session, alert)
     await session.flush()
     return level_out(level)
 
@@ -230,7 +338,11 @@ async def get_level(
 ) -> StockLevelOut:
     if not await known_products(session, merchant_id, [product_id]):
         raise NotFound("Product not found.")
-    level = await session.get(StockLevel, (store_id, product_id))
+    level = await session.scalar(
+        scoped_to_merchant(sa.select(StockLevel), StockLevel, merchant_id).where(
+            StockLevel.store_id == store_id, StockLevel.product_id == product_id
+        )
+    )
     if level is None:
         return StockLevelOut(
             store_id=store_id,
@@ -257,7 +369,7 @@ def level_out(level: StockLevel) -> StockLevelOut:
     )
 
 
-def movement_out(movement: StockMovement) -> MovementOut:
+def movement_out(movement: StockMovement | Movement) -> MovementOut:
     return MovementOut(
         id=movement.id,
         store_id=movement.store_id,

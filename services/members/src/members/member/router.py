@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from members.member import service
 from members.member.schemas import MemberCreate, MemberOut, MemberUpdate, Phone
 from members.models import Member
-from servicekit.auth import Principal, PrincipalDep, require
+from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
@@ -45,7 +45,7 @@ async def list_members(
     session: SessionDep, principal: PrincipalDep, page: CursorParamsDep
 ) -> Page[MemberOut]:
     reveal = _reveal(principal)
-    stmt = sa.select(Member).where(Member.merchant_id == principal.merchant_id)
+    stmt = scoped(sa.select(Member), Member, principal)
     return await paginate(
         session,
         stmt,

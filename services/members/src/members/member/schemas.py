@@ -27,7 +27,20 @@ def normalize_phone(value: str) -> str:
 
 
 Phone = Annotated[str, Field(max_length=32), AfterValidator(normalize_phone)]
-Tag = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+def _storable(value: str | None) -> str | None:
+    # PostgreSQL cannot store a NUL character: refuse it here rather than fail in the database.
+    if value is not None and "\x00" in value:
+        raise PydanticCustomError(
+            "unstorable_character", "text must not contain the NUL character (U+0000)"
+        )
+    return value
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_storable)]
+Name = Annotated[str | None, Field(max_length=100), AfterValidator(_storable)]
+Level = Annotated[str | None, Field(max_length=50), AfterValidator(_storable)]
 
 
 def mask_phone(phone: str) -> str:
@@ -41,10 +54,10 @@ class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: Phone
-    name: str | None = Field(default=None, max_length=100)
+    name: Name = None
     birthday: date | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    level: str | None = Field(default=None, max_length=50)
+    level: Level = None
 
 
 class MemberUpdate(BaseModel):
@@ -54,10 +67,10 @@ class MemberUpdate(BaseModel):
 
     version: int = Field(ge=1)
     phone: Phone | None = None
-    name: str | None = Field(default=None, max_length=100)
+    name: Name = None
     birthday: date | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
-    level: str | None = Field(default=None, max_length=50)
+    level: Level = None
 
 
 class MemberOut(BaseModel):

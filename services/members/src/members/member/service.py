@@ -13,6 +13,7 @@ from contracts.ids import new_id
 from contracts.registry import make_envelope
 from members.member.schemas import MemberCreate, MemberUpdate
 from members.models import Member
+from servicekit.auth import scoped_to_merchant
 from servicekit.errors import Conflict, NotFound, VersionMismatch
 from servicekit.outbox import add_event
 
@@ -62,7 +63,7 @@ async def create_member(
 async def get_member(
     session: AsyncSession, merchant_id: uuid.UUID, member_id: uuid.UUID, *, lock: bool = False
 ) -> Member:
-    stmt = sa.select(Member).where(Member.id == member_id, Member.merchant_id == merchant_id)
+    stmt = scoped_to_merchant(sa.select(Member), Member, merchant_id).where(Member.id == member_id)
     if lock:
         stmt = stmt.with_for_update()
     member = await session.scalar(stmt)
@@ -73,7 +74,7 @@ async def get_member(
 
 async def find_by_phone(session: AsyncSession, merchant_id: uuid.UUID, phone: str) -> Member:
     member = await session.scalar(
-        sa.select(Member).where(Member.merchant_id == merchant_id, Member.phone == phone)
+        scoped_to_merchant(sa.select(Member), Member, merchant_id).where(Member.phone == phone)
     )
     if member is None:
         raise NotFound("No member has this phone.", code="member_not_found")
@@ -91,8 +92,8 @@ async def update_member(
         changes.pop("phone", None)  # a phone can be changed, never removed
     if "phone" in changes and changes["phone"] != member.phone:
         taken = await session.scalar(
-            sa.select(Member.id).where(
-                Member.merchant_id == merchant_id, Member.phone == changes["phone"]
+            scoped_to_merchant(sa.select(Member.id), Member, merchant_id).where(
+                Member.phone == changes["phone"]
             )
         )
         if taken is not None:

@@ -17,7 +17,7 @@ from members.points.schemas import (
     PointsRuleOut,
     PointsRuleUpdate,
 )
-from servicekit.auth import Principal, PrincipalDep, require
+from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import problem_responses
 from servicekit.pagination import CursorParamsDep, paginate
 from servicekit.uow import SessionDep
@@ -68,7 +68,9 @@ async def points_ledger(
     member_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, page: CursorParamsDep
 ) -> PointsLedgerPage:
     member = await get_member(session, principal.merchant_id, member_id)
-    stmt = sa.select(PointsEntry).where(PointsEntry.member_id == member.id)
+    stmt = scoped(sa.select(PointsEntry), PointsEntry, principal).where(
+        PointsEntry.member_id == member.id
+    )
     listing = await paginate(
         session,
         stmt,

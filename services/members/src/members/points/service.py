@@ -7,6 +7,13 @@ award once the order is fully refunded; each refund reverses the difference with
 already reversed. Rounding up means a customer never keeps points for money that went back,
 and computing from cumulative totals means several partial refunds reverse the same as one
 refund of their sum.
+
+Order-independent: every refund is kept (``points_refunds``) even before the award exists,
+and the reversal due is always recomputed from the award and the largest cumulative refund
+seen, then the difference with what was already reversed is booked. A refund before its
+payment, a replay, or refunds out of order all end in the same balance; nothing is booked
+twice, and a reversal never exceeds the award. Every event is applied within the envelope's
+merchant only.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from contracts.envelope import EventEnvelope
 from contracts.events.members import PointsAwarded, PointsReversed
 from contracts.events.orders import OrderPaid, OrderRefunded
 from contracts.registry import make_envelope
-from members.models import Member, PointsEntry, PointsRule
+from members.models import Member, PointsEntry, PointsRefund, PointsRule
+from servicekit.auth import scoped_to_merchant
 from servicekit.errors import VersionMismatch
 from servicekit.outbox import add_event
 
@@ -94,9 +102,11 @@ async def _member(
 ) -> Member | None:
     if merchant_id is None:
         return None
+    # The lock serializes every points change of one member: awards and reversals of the
+    # same order never interleave.
     member: Member | None = await session.scalar(
-        sa.select(Member)
-        .where(Member.id == member_id, Member.merchant_id == merchant_id)
+        scoped_to_merchant(sa.select(Member), Member, merchant_id)
+        .where(Member.id == member_id)
         .with_for_update()
     )
     return member
@@ -181,6 +191,10 @@ async def award_for_paid_order(session: AsyncSession, envelope: EventEnvelope) -
             member_id=member.id, order_id=paid.order_id, points=points, balance=balance
         )
         await add_event(session, _caused(envelope, award))
+        # Refunds that came before this payment take their share back now.
+        await _settle_reversal(
+            session, envelope, member, paid.order_id, currency=paid.total.currency
+        )
     return points
 
 
@@ -192,58 +206,96 @@ def reversed_target(awarded: int, refunded_total: int, order_total: int, fully: 
 
 
 async def reverse_for_refund(session: AsyncSession, envelope: EventEnvelope) -> int | None:
-    """Take back the points of refunded money; how many, or ``None`` when nothing was done."""
+    """Take back the points of refunded money; how many, or ``None`` when nothing was done
+    (also when the award is not known yet: the refund is kept and applied with it)."""
     refund = OrderRefunded.model_validate(envelope.payload)
     if refund.member_id is None:
         return None
     member = await _member(session, envelope.merchant_id, refund.member_id)
     if member is None:
         return None
-    award = await session.scalar(
-        sa.select(PointsEntry).where(
-            PointsEntry.member_id == member.id,
-            PointsEntry.order_id == refund.order_id,
-            PointsEntry.kind == "award",
+    await session.execute(
+        pg_insert(PointsRefund)
+        .values(
+            merchant_id=member.merchant_id,
+            order_id=refund.order_id,
+            refund_id=refund.refund_id,
+            member_id=member.id,
+            refunded_total=refund.refunded_total.amount,
+            order_total=refund.order_total.amount,
+            fully_refunded=refund.fully_refunded,
+            event_id=envelope.event_id,
         )
+        .on_conflict_do_nothing()
     )
+    return await _settle_reversal(
+        session,
+        envelope,
+        member,
+        refund.order_id,
+        currency=refund.amount.currency,
+        source_id=refund.refund_id,
+    )
+
+
+async def _settle_reversal(
+    session: AsyncSession,
+    envelope: EventEnvelope,
+    member: Member,
+    order_id: uuid.UUID,
+    *,
+    currency: str,
+    source_id: uuid.UUID | None = None,
+) -> int | None:
+    """Book whatever reversal is due for ``order_id`` and not booked yet, under the refund
+    ``source_id`` (by default the largest refund seen); the member row is locked by the
+    caller."""
+    entries = scoped_to_merchant(sa.select(PointsEntry), PointsEntry, member.merchant_id).where(
+        PointsEntry.member_id == member.id, PointsEntry.order_id == order_id
+    )
+    award = await session.scalar(entries.where(PointsEntry.kind == "award"))
     if award is None or award.points <= 0:
         return None
-    already = -int(
-        await session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(PointsEntry.points), 0)).where(
-                PointsEntry.member_id == member.id,
-                PointsEntry.order_id == refund.order_id,
-                PointsEntry.kind == "reversal",
-            )
+    refunds = (
+        await session.scalars(
+            scoped_to_merchant(sa.select(PointsRefund), PointsRefund, member.merchant_id)
+            .where(PointsRefund.member_id == member.id, PointsRefund.order_id == order_id)
+            .order_by(PointsRefund.refunded_total.desc(), PointsRefund.refund_id)
         )
-        or 0
-    )
+    ).all()
+    if not refunds:
+        return None
+    largest = refunds[0]
     target = reversed_target(
         award.points,
-        refund.refunded_total.amount,
-        refund.order_total.amount,
-        refund.fully_refunded,
+        largest.refunded_total,
+        max(r.order_total for r in refunds),
+        any(r.fully_refunded for r in refunds),
+    )
+    already = -sum(
+        e.points for e in await session.scalars(entries.where(PointsEntry.kind == "reversal"))
     )
     points = target - already
     if points <= 0:
         return None
+    source_id = source_id or largest.refund_id
     balance = await _record(
         session,
         member,
-        order_id=refund.order_id,
+        order_id=order_id,
         kind="reversal",
-        source_id=refund.refund_id,
+        source_id=source_id,
         points=-points,
-        base_amount=refund.refunded_total.amount,
-        currency=refund.amount.currency,
+        base_amount=largest.refunded_total,
+        currency=currency,
         event_id=envelope.event_id,
     )
     if balance is None:
         return None
     reversal = PointsReversed(
         member_id=member.id,
-        order_id=refund.order_id,
-        refund_id=refund.refund_id,
+        order_id=order_id,
+        refund_id=source_id,
         points=points,
         balance=balance,
     )

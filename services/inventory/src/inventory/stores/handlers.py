@@ -1,0 +1,61 @@
+"""Keep the store replica from ``identity.store.*`` events: the newest version wins, so a
+replayed or late event never takes a store back to an older state."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.envelope import EventEnvelope
+from contracts.events.identity import StoreCreated, StoreStatusChanged, StoreUpdated
+from inventory.models import Store
+from servicekit.consumer import HandlerRegistry, PoisonMessage
+
+handlers = HandlerRegistry()
+
+
+async def _upsert(
+    session: AsyncSession,
+    envelope: EventEnvelope,
+    store_id: uuid.UUID,
+    merchant_id: uuid.UUID,
+    status: str,
+    version: int,
+) -> None:
+    if envelope.merchant_id is not None and envelope.merchant_id != merchant_id:
+        raise PoisonMessage(
+            f"{envelope.type} {envelope.event_id} names merchant {merchant_id} "
+            f"in a {envelope.merchant_id} envelope"
+        )
+    stmt = pg.insert(Store).values(
+        merchant_id=merchant_id, store_id=store_id, status=status, version=version
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Store.merchant_id, Store.store_id],
+            set_={"status": stmt.excluded.status, "version": stmt.excluded.version},
+            where=Store.version < stmt.excluded.version,
+        )
+    )
+
+
+@handlers.on("identity.store.created")
+async def store_created(session: AsyncSession, envelope: EventEnvelope) -> None:
+    store = StoreCreated.model_validate(envelope.payload)
+    await _upsert(session, envelope, store.store_id, store.merchant_id, store.status, store.version)
+
+
+@handlers.on("identity.store.updated")
+async def store_updated(session: AsyncSession, envelope: EventEnvelope) -> None:
+    store = StoreUpdated.model_validate(envelope.payload)
+    await _upsert(session, envelope, store.store_id, store.merchant_id, store.status, store.version)
+
+
+@handlers.on("identity.store.status_changed")
+async def store_status_changed(session: AsyncSession, envelope: EventEnvelope) -> None:
+    change = StoreStatusChanged.model_validate(envelope.payload)
+    await _upsert(
+        session, envelope, change.store_id, change.merchant_id, change.status, change.version
+    )

@@ -1,0 +1,204 @@
+"""Members across tenants (another merchant's ids over every id-taking route with the three
+roles, phone masking) and points under replays: refunds before the payment, duplicates and
+any order of events end in the same balance, never below zero, never twice."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from contracts.envelope import EventEnvelope
+from contracts.ids import new_id
+from members.points.handlers import order_paid, order_refunded
+from servicekit.auth import Role
+from servicekit.testing.tokens import bearer_headers
+
+from .conftest import Harness
+from .test_members import ledger, new_member, paid_event, refund_event
+
+STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write"})
+CASHIER_SCOPES = frozenset({"orders:write"})
+ROLES = [Role.HQ_ADMIN, Role.STORE_MANAGER, Role.CASHIER]
+
+
+def as_role(harness: Harness, role: Role, merchant: uuid.UUID) -> dict[str, str]:
+    if role is Role.HQ_ADMIN:
+        scopes, stores = frozenset({"members:write", "settings:manage"}), None
+    elif role is Role.STORE_MANAGER:
+        scopes, stores = STORE_MANAGER_SCOPES, frozenset({uuid.uuid4()})
+    else:
+        scopes, stores = CASHIER_SCOPES, frozenset({uuid.uuid4()})
+    headers = bearer_headers(harness.key, merchant, scopes=scopes, store_ids=stores, role=role)
+    return {**headers, "Idempotency-Key": uuid.uuid4().hex}
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_another_merchants_member_is_not_found_on_every_route(
+    harness: Harness, role: Role
+) -> None:
+    owner, intruder = new_id(), new_id()
+    member = await new_member(harness, owner)
+    member_id = member["id"]
+    requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
+        ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None),
+        ("patch", "/v1/members/{member_id}"): (
+            f"/v1/members/{member_id}",
+            {"version": 1, "name": "taken over"},
+        ),
+        ("get", "/v1/members/{member_id}/points"): (f"/v1/members/{member_id}/points", None),
+    }
+    spec = (await harness.client.get("/openapi.json")).json()
+    routes = {
+        (method, path)
+        for path, operations in spec["paths"].items()
+        if "{" in path
+        for method in operations
+    }
+    assert routes == set(requests), "a route taking an id is missing from this walk"
+
+    for method, url_body in requests.items():
+        url, body = url_body
+        response = await harness.client.request(
+            method[0], url, json=body, headers=as_role(harness, role, intruder)
+        )
+        may_write = role is not Role.CASHIER or method[0] == "get"
+        assert response.status_code == (404 if may_write else 403), (url, response.text)
+        assert member["phone"] not in response.text
+    # The intruder's lists and lookups show nothing of the owner's.
+    listed = await harness.client.get("/v1/members", headers=as_role(harness, role, intruder))
+    assert listed.json()["items"] == []
+    looked_up = await harness.client.get(
+        "/v1/members/lookup",
+        params={"phone": member["phone"]},
+        headers=as_role(harness, role, intruder),
+    )
+    assert looked_up.status_code == 404
+    mine = await harness.client.get(f"/v1/members/{member_id}", headers=harness.token(owner))
+    assert mine.json()["name"] == member["name"]
+    assert mine.json()["version"] == 1
+
+
+async def test_phone_is_masked_for_callers_without_members_write(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    phone = member["phone"]
+    for role, masked in ((Role.CASHIER, True), (Role.STORE_MANAGER, False), (Role.HQ_ADMIN, False)):
+        headers = as_role(harness, role, merchant)
+        one = (await harness.client.get(f"/v1/members/{member['id']}", headers=headers)).json()
+        [listed] = (await harness.client.get("/v1/members", headers=headers)).json()["items"]
+        for body in (one, listed):
+            assert body["phone_masked"] is masked
+            assert (body["phone"] == phone) is not masked
+            if masked:
+                assert body["phone"].endswith(phone[-4:])
+                assert "****" in body["phone"]
+
+
+async def apply(harness: Harness, envelope: EventEnvelope) -> None:
+    handler = order_paid if envelope.type == "orders.order.paid" else order_refunded
+    async with harness.app.state.database.transaction() as session:
+        await handler(session, envelope)
+
+
+async def balances_never_negative(harness: Harness, member_id: str) -> None:
+    async with harness.app.state.database.transaction() as session:
+        lowest = await session.scalar(
+            sa.text("SELECT min(balance_after) FROM points_ledger WHERE member_id = :m"),
+            {"m": uuid.UUID(member_id)},
+        )
+    assert lowest is None or lowest >= 0
+
+
+async def test_every_order_of_payment_and_refunds_ends_in_the_same_points(
+    harness: Harness,
+) -> None:
+    """10 points for 10.00; refunds of 2.50 and then 1.00 (3.50 in all) take back 4."""
+    for permutation in itertools.permutations(["paid", "first", "second"]):
+        merchant = new_id()
+        member = await new_member(harness, merchant)
+        member_id = uuid.UUID(member["id"])
+        order_id = new_id()
+        events = {
+            "paid": paid_event(order_id, member_id, 1000),
+            "first": refund_event(order_id, member_id, 250, 250, 1000),
+            "second": refund_event(order_id, member_id, 100, 350, 1000),
+        }
+        for name in permutation:
+            await apply(harness, harness.envelope(events[name], merchant, order_id))
+        # The whole window again, under new event ids, in reverse.
+        for name in reversed(permutation):
+            await apply(harness, harness.envelope(events[name], merchant, order_id))
+        points = await ledger(harness, merchant, member["id"])
+        assert points["balance"] == 6, permutation
+        assert sum(e["points"] for e in points["items"]) == 6
+        await balances_never_negative(harness, member["id"])
+
+
+async def test_refund_before_its_payment_through_the_bus(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    member_id = uuid.UUID(member["id"])
+    order_id = new_id()
+    refund = harness.envelope(
+        refund_event(order_id, member_id, 3399, 3399, 3399), merchant, order_id
+    )
+    paid = harness.envelope(paid_event(order_id, member_id, 3399), merchant, order_id)
+    await harness.deliver(refund)
+    await harness.processed(refund)
+    assert (await ledger(harness, merchant, member["id"]))["items"] == []
+    await harness.deliver(paid)
+    await harness.deliver(refund)  # redelivered after the payment: changes nothing
+    again = harness.envelope(
+        refund_event(order_id, member_id, 3399, 3399, 3399), merchant, order_id
+    )
+    await harness.deliver(again)
+    await harness.processed(again)
+    points = await ledger(harness, merchant, member["id"])
+    assert [(e["kind"], e["points"]) for e in points["items"]] == [("reversal", -33), ("award", 33)]
+    assert points["balance"] == 0
+    await balances_never_negative(harness, member["id"])
+    reversed_events = [
+        e for e in harness.events("members.points", member_id) if e["type"].endswith("reversed")
+    ]
+    assert [e["payload"]["points"] for e in reversed_events] == [33]
+
+
+async def test_another_merchants_refund_takes_no_points(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    member_id = uuid.UUID(member["id"])
+    order_id = new_id()
+    await apply(
+        harness, harness.envelope(paid_event(order_id, member_id, 1000), merchant, order_id)
+    )
+    foreign = harness.envelope(
+        refund_event(order_id, member_id, 1000, 1000, 1000), new_id(), order_id
+    )
+    await apply(harness, foreign)
+    assert (await ledger(harness, merchant, member["id"]))["balance"] == 10
+    async with harness.app.state.database.transaction() as session:
+        kept = await session.scalar(
+            sa.text("SELECT count(*) FROM points_refunds WHERE member_id = :m"), {"m": member_id}
+        )
+    assert kept == 0
+
+
+async def test_a_nul_character_is_a_client_mistake_not_a_server_error(harness: Harness) -> None:
+    merchant = new_id()
+    for fields in ({"name": "Li\x00"}, {"tags": ["vip\x00"]}, {"level": "\x00"}):
+        response = await harness.create_member(
+            merchant, f"+86138{uuid.uuid4().int % 10**8:08d}", **fields
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["code"] == "unstorable_character"
+    member = await new_member(harness, merchant)
+    patched = await harness.client.patch(
+        f"/v1/members/{member['id']}",
+        json={"version": 1, "name": "\x00"},
+        headers=harness.token(merchant),
+    )
+    assert patched.status_code == 422
