@@ -449,7 +449,7 @@ async def test_a_nul_character_is_a_client_mistake_not_a_server_error(harness: H
             method, url, json=body, headers=harness.keyed(merchant)
         )
         assert response.status_code == 422, (url, response.text)
-        assert response.json()["errors"][0]["code"] == "unstorable_character"
+        assert response.json()["errors"][0]["code"] == "invalid_character"
     lookup = await harness.client.get(
         "/v1/products/by-barcode/6901234%00", headers=harness.auth(merchant)
     )

@@ -194,7 +194,7 @@ async def test_a_nul_character_is_a_client_mistake_not_a_server_error(harness: H
             merchant, f"+86138{uuid.uuid4().int % 10**8:08d}", **fields
         )
         assert response.status_code == 422, response.text
-        assert response.json()["errors"][0]["code"] == "unstorable_character"
+        assert response.json()["errors"][0]["code"] == "invalid_character"
     member = await new_member(harness, merchant)
     patched = await harness.client.patch(
         f"/v1/members/{member['id']}",

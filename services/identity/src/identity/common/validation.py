@@ -8,26 +8,13 @@ import re
 import zoneinfo
 from typing import Annotated
 
-import phonenumbers
 from pydantic import AfterValidator
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-#: Numbers written without a country code are read as mainland China numbers.
-DEFAULT_PHONE_REGION = "CN"
+from contracts.phones import normalize_phone as normalize_phone
+
 _RESIDENT_ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
-
-
-def normalize_phone(value: str) -> str:
-    """The number in E.164 (``+8613800000000``) if it is a number some phone can have:
-    separators are allowed, a number without ``+`` is read as a mainland one."""
-    try:
-        number = phonenumbers.parse(value, DEFAULT_PHONE_REGION)
-    except phonenumbers.NumberParseException:
-        raise ValueError("phone must be a phone number, e.g. +8613800000000") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("phone is not a number in use in its country's numbering plan")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalize_id_number(value: str) -> str:

@@ -11,14 +11,14 @@ from pydantic_core import PydanticCustomError
 
 from contracts.money import Money
 from inventory.catalog.barcode import is_valid_barcode
-from inventory.text import Storable
+from servicekit.text import StorableStr
 
 ProductStatus = Literal["active", "inactive"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
-Text = Annotated[str, Field(min_length=1, max_length=200), Storable]
-Sku = Annotated[str, Field(min_length=1, max_length=64), Storable]
-Unit = Annotated[str, Field(min_length=1, max_length=32), Storable]
-Station = Annotated[str, Field(min_length=1, max_length=64), Storable]
+Text = Annotated[StorableStr, Field(min_length=1, max_length=200)]
+Sku = Annotated[StorableStr, Field(min_length=1, max_length=64)]
+Unit = Annotated[StorableStr, Field(min_length=1, max_length=32)]
+Station = Annotated[StorableStr, Field(min_length=1, max_length=64)]
 
 
 def _not_negative(value: Money) -> Money:

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
-from inventory.text import Storable
+from servicekit.text import StorableStr
 
 MovementKind = Literal["sale", "refund_return", "stock_in", "adjustment", "count"]
 Quantity = Annotated[int, Strict(), Field(gt=0, le=10**9)]
-Note = Annotated[str, Field(min_length=1, max_length=500), Storable]
+Note = Annotated[StorableStr, Field(min_length=1, max_length=500)]
 
 
 class StockInLine(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated
@@ -10,37 +9,25 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from contracts import phones
 from members.models import Member
-
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_SEPARATORS = re.compile(r"[\s\-().]")
+from servicekit.text import StorableStr
 
 
 def normalize_phone(value: str) -> str:
-    """E.164, after dropping the spaces, dashes, dots and brackets people type."""
-    phone = _SEPARATORS.sub("", value)
-    if not _E164.match(phone):
-        raise PydanticCustomError(
-            "invalid_phone", "phone must be in E.164 form, e.g. +8613800138000"
-        )
-    return phone
+    """E.164, checked against the real numbering plans (separators allowed)."""
+    try:
+        return phones.normalize_phone(value)
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_phone", str(exc)) from None
 
 
 Phone = Annotated[str, Field(max_length=32), AfterValidator(normalize_phone)]
 
 
-def _storable(value: str | None) -> str | None:
-    # PostgreSQL cannot store a NUL character: refuse it here rather than fail in the database.
-    if value is not None and "\x00" in value:
-        raise PydanticCustomError(
-            "unstorable_character", "text must not contain the NUL character (U+0000)"
-        )
-    return value
-
-
-Tag = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_storable)]
-Name = Annotated[str | None, Field(max_length=100), AfterValidator(_storable)]
-Level = Annotated[str | None, Field(max_length=50), AfterValidator(_storable)]
+Tag = Annotated[StorableStr, Field(min_length=1, max_length=50)]
+Name = Annotated[StorableStr | None, Field(max_length=100)]
+Level = Annotated[StorableStr | None, Field(max_length=50)]
 
 
 def mask_phone(phone: str) -> str:
