@@ -709,6 +709,53 @@ def pdb(svc: Service, role: str) -> dict[str, Any]:
     }
 
 
+REPLICAS = {"api": 3, "relay": 2, "consumers": 2}
+
+
+def production_deployment(svc: Service, role: str) -> dict[str, Any]:
+    """Replicas and spreading of one Deployment in production (a strategic-merge patch)."""
+    name = svc.name if role == "api" else f"{svc.name}-{role}"
+    selector = {"matchLabels": labels(svc.name, role)}
+    resources = {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": REPLICAS[role],
+            "template": {
+                "spec": {
+                    "affinity": {
+                        "podAntiAffinity": {
+                            "preferredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "weight": 100,
+                                    "podAffinityTerm": {
+                                        "labelSelector": selector,
+                                        "topologyKey": "kubernetes.io/hostname",
+                                    },
+                                }
+                            ]
+                        }
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": selector,
+                        }
+                    ],
+                    "containers": [{"name": svc.name, "resources": resources}],
+                }
+            },
+        },
+    }
+
+
 # --- dashboards ---------------------------------------------------------------------------------
 
 
@@ -1020,6 +1067,9 @@ def render(services: list[Service]) -> dict[Path, str]:
     files[Path("base/network-policies.yaml")] = dump(network_policies(services))
     files[Path("overlays/production/autoscaling.yaml")] = dump(
         [hpa(svc) for svc in services] + [scaled_object(svc) for svc in services if svc.consumers]
+    )
+    files[Path("overlays/production/deployments.yaml")] = dump(
+        [production_deployment(svc, role) for svc in services for role in svc.roles]
     )
     files[Path("overlays/production/disruption-budgets.yaml")] = dump(
         [pdb(svc, role) for svc in services for role in svc.roles]
