@@ -58,6 +58,8 @@ class Service:
     publishes: tuple[str, ...]
     #: consumer name -> topics it reads; the Kafka group is ``<service>.<name>``.
     consumers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: event types the service's consumers handle.
+    handles: tuple[str, ...] = ()
     #: per-role settings beyond the relay and consumer switches.
     extra_settings: Mapping[str, str] = field(default_factory=dict)
 
@@ -95,10 +97,9 @@ def read_service(package: str) -> Service:
 
     with mock.patch.object(main, "build_app", record):
         main.create_app(settings_cls())
-    consumers = {
-        name: tuple(sorted(registry.topics))
-        for name, registry in (recorded.get("consumers") or {}).items()
-    }
+    registries = recorded.get("consumers") or {}
+    consumers = {name: tuple(sorted(registry.topics)) for name, registry in registries.items()}
+    handles = tuple(sorted({t for registry in registries.values() for t in registry.event_types}))
     extra: dict[str, str] = {}
     if "run_reconciler" in settings_cls.model_fields:
         extra["run_reconciler"] = "relay"
@@ -110,6 +111,7 @@ def read_service(package: str) -> Service:
         title=recorded["title"],
         publishes=tuple(recorded.get("publishes") or ()),
         consumers=consumers,
+        handles=handles,
         extra_settings=extra,
     )
 

@@ -89,5 +89,10 @@ def manifests(request: pytest.FixtureRequest) -> Manifests:
 
 
 @pytest.fixture
+def dev_manifests() -> Manifests:
+    return Manifests("dev", render("dev"))
+
+
+@pytest.fixture
 def production() -> Manifests:
     return Manifests("production", render("production"))
