@@ -36,9 +36,10 @@ PG_HOST = f"{PG_CLUSTER}-rw"
 MQTT_HOST = "countertop-mqtt"
 OTEL_COLLECTOR = "countertop-otel-collector"
 HTTP_PORT_NAME = "http"
-#: Partitions of every domain-event and command topic; consumers scale up to this many pods.
+#: Partitions of every topic, dead-letter topics included; consumers scale up to this many pods.
+#: The services create missing topics with this count too (``<PREFIX>_KAFKA_PARTITIONS``), so a
+#: service that starts before the topic operator creates a topic the KafkaTopic agrees with.
 PARTITIONS = 12
-DLQ_PARTITIONS = 3
 EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 #: Lag per consumer pod above which KEDA adds a pod.
@@ -404,7 +405,7 @@ def topics() -> list[dict[str, Any]]:
     out = []
     for topic in all_topics():
         out.append(kafka_topic(topic.name, PARTITIONS, EVENT_RETENTION_MS, dlq=False))
-        out.append(kafka_topic(topic.dlq, DLQ_PARTITIONS, DLQ_RETENTION_MS, dlq=True))
+        out.append(kafka_topic(topic.dlq, PARTITIONS, DLQ_RETENTION_MS, dlq=True))
     return out
 
 

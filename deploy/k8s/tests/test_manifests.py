@@ -248,7 +248,17 @@ def test_a_kafka_topic_per_registered_topic_and_its_dead_letters(manifests: Any)
     assert set(declared) == expected
     pool = manifests.named("KafkaNodePool", "dual-role")
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    # A service creates a topic it finds missing with its KAFKA_PARTITIONS; the KafkaTopic must
+    # agree, or the topic operator would try to shrink it.
+    configured = {
+        value
+        for config_map in manifests.of_kind("ConfigMap")
+        for key, value in config_map.get("data", {}).items()
+        if key.endswith("_KAFKA_PARTITIONS")
+    }
+    assert len(configured) == 1
     for topic in declared.values():
+        assert str(topic["spec"]["partitions"]) in configured, topic["spec"]["topicName"]
         assert topic["spec"]["replicas"] <= pool["spec"]["replicas"]
         assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
         assert topic["spec"]["config"]["retention.ms"] > 0
