@@ -993,7 +993,7 @@ def dashboards(services: list[Service]) -> dict[str, dict[str, Any]]:
         "payments": pay.render(),
     }
     for svc in services:
-        board = Dashboard(f"countertop-{svc.name}", f"Countertop / Service / {svc.name}")
+        board = Dashboard(f"countertop-service-{svc.name}", f"Countertop / Service / {svc.name}")
         sel = f'service="{svc.name}"'
         board.panel(
             "Requests per second by route",

@@ -479,3 +479,55 @@ def test_checkov_finds_nothing_outside_the_justified_skips(
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+# --- alerts and dashboards ----------------------------------------------------------------------
+
+
+def _balanced(expr: str) -> bool:
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr):
+        if char in "([{":
+            stack.append(char)
+        elif char in pairs and (not stack or stack.pop() != pairs[char]):
+            return False
+    return not stack
+
+
+def test_alerts_are_well_formed(manifests: Any) -> None:
+    (rule_set,) = manifests.of_kind("PrometheusRule")
+    alerts = [rule for group in rule_set["spec"]["groups"] for rule in group["rules"]]
+    names = [rule["alert"] for rule in alerts]
+    assert len(names) == len(set(names))
+    runbook = (REPO / "docs/runbooks/kubernetes.md").read_text().lower()
+    for rule in alerts:
+        assert _balanced(rule["expr"]), rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), rule["alert"]
+        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        assert f"### {anchor.replace('-', ' ')}" in runbook, rule["alert"]
+
+
+def test_dashboards_are_provisioned_and_well_formed(manifests: Any) -> None:
+    import json
+
+    boards = [
+        json.loads(content)
+        for config_map in manifests.of_kind("ConfigMap")
+        if config_map["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for content in config_map["data"].values()
+    ]
+    titles = {board["title"] for board in boards}
+    assert {
+        "Countertop / System overview",
+        "Countertop / Event bus",
+        "Countertop / Payments",
+    } <= titles
+    assert len({board["uid"] for board in boards}) == len(boards)
+    for board in boards:
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}"
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert _balanced(target["expr"]), f"{board['title']} / {panel['title']}"
