@@ -73,14 +73,14 @@ image:
 			-t $(IMAGE_REGISTRY)/$$service:$(IMAGE_TAG) . || exit 1; \
 	done
 
-# Rewrites the parts of deploy/k8s that follow from the code (see deploy/k8s/generate.py).
+# Rewrites the parts of deploy/k8s that follow from the code (see deploy/k8s/k8s_manifests).
 k8s-generate: install
-	$(RUN) python deploy/k8s/generate.py
+	cd deploy/k8s && $(abspath $(UV)) run --frozen python -m k8s_manifests
 
 # What `make test` checks of deploy/k8s, plus checkov run from its own environment (it is not a
 # project dependency: its pins would downgrade the project's packaging and pytest).
 k8s-check: install
-	$(RUN) python deploy/k8s/generate.py --check
+	cd deploy/k8s && $(abspath $(UV)) run --frozen python -m k8s_manifests --check
 	$(RUN) pytest deploy/k8s/tests $(PYTEST_ARGS)
 	@mkdir -p var/k8s
 	kubectl kustomize deploy/k8s/overlays/dev > var/k8s/dev.yaml

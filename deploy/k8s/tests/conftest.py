@@ -4,7 +4,7 @@ missing)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 import subprocess
 import sys
@@ -20,20 +20,12 @@ REPO = K8S.parents[1]
 OVERLAYS = ("dev", "production")
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("countertop_k8s_generate", K8S / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the module is being executed.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def generator() -> ModuleType:
-    return _load_generator()
+    """The ``k8s_manifests`` package, which lives beside the manifests, not in the workspace."""
+    if str(K8S) not in sys.path:
+        sys.path.insert(0, str(K8S))
+    return importlib.import_module("k8s_manifests")
 
 
 @pytest.fixture(scope="session")
