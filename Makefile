@@ -85,5 +85,5 @@ k8s-check: install
 	@mkdir -p var/k8s
 	kubectl kustomize deploy/k8s/overlays/dev > var/k8s/dev.yaml
 	kubectl kustomize deploy/k8s/overlays/production > var/k8s/production.yaml
-	$(UV) tool run --from 'checkov>=3.2' checkov --quiet --compact --framework kubernetes \
-		--config-file deploy/k8s/checkov.yaml -f var/k8s/dev.yaml -f var/k8s/production.yaml
+	$(UV) tool run --from 'checkov>=3.2' checkov --config-file deploy/k8s/checkov.yaml \
+		-f var/k8s/dev.yaml -f var/k8s/production.yaml
