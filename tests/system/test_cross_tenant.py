@@ -163,7 +163,9 @@ async def build_world(system: System, a: Merchant) -> dict[str, str]:
 
     async def placed() -> bool:
         response = await system.orders.client.post(
-            "/v1/orders", json=body, headers=a.cashier.headers
+            "/v1/orders",
+            json=body,
+            headers={**a.cashier.headers, "Idempotency-Key": f"place-{order_id}"},
         )
         return response.status_code in (200, 201)
 

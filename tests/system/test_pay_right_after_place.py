@@ -61,7 +61,7 @@ async def test_payment_right_after_its_order_while_the_events_lag(system: System
                 "occurred_at": datetime.now(UTC).isoformat(),
                 "lines": [{"product_id": product_id, "quantity": 2}],
             },
-            headers=cashier.headers,
+            headers={**cashier.headers, "Idempotency-Key": f"place-{order_id}"},
         )
         assert placed.status_code == 201, placed.text
         paid = await system.payments.client.post(

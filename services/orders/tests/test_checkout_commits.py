@@ -18,7 +18,8 @@ from .conftest import T0, Harness
 async def test_placing_an_order_commits_once(
     harness: Harness, orders_url: str, kit: SimpleNamespace
 ) -> None:
-    merchant, store = uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
     product_id = await harness.seed_product(merchant)
     # An app of its own without relay and consumers: nothing else commits on its engine.
     quiet = kit.settings_for(orders_url, run_relay=False, run_consumers=False)

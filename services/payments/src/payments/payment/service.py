@@ -140,7 +140,9 @@ async def ensure_order_known(
             await replica.apply(session, lookup.facts)
         return
     if lookup.outcome == "not_found":
-        raise NotFound("Order not found.", code="order_not_found")
+        # Still transient: a till whose placement never arrived places the order again and
+        # retries the payment under the same key, which must then be taken.
+        raise NotFound("Order not found.", code="order_not_found", transient=True)
     if await wait_briefly(known, seconds=source.wait_seconds):
         return
     raise ServiceUnavailable(
@@ -159,7 +161,7 @@ async def _locked_order(
         .with_for_update()
     )
     if order is None:
-        raise NotFound("Order not found.", code="order_not_found")
+        raise NotFound("Order not found.", code="order_not_found", transient=True)
     return order
 
 
@@ -208,7 +210,7 @@ async def find_payment(
 
 def _same_request(payment: Payment, principal: Principal, body: PaymentCreate) -> None:
     if not principal.can_see_store(payment.store_id):
-        raise NotFound("Order not found.", code="order_not_found")
+        raise NotFound("Order not found.", code="order_not_found", transient=True)
     if (
         payment.order_id != body.order_id
         or payment.method != body.method
