@@ -18,6 +18,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.auth import (
     Principal,
@@ -127,6 +128,17 @@ class Harness:
 
 
 THINGS = Idempotency(required=True)
+
+
+class _Model(DeclarativeBase):
+    pass
+
+
+class Thing(_Model):
+    __tablename__ = "things"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str]
 
 
 def started(h: Harness, name: str) -> Callable[[], Awaitable[bool]]:
@@ -280,6 +292,22 @@ def make_app(
                     sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
                     {"id": thing_id, "name": body.name},
                 )
+        except sa.exc.IntegrityError:
+            raise IllegalState("thing_exists", "It is there already.") from None
+        return {"name": body.name}
+
+    @router.post("/v1/flushed", status_code=201, dependencies=[Depends(THINGS)])
+    async def flushed(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        """The ORM's flush meets a row already there: the route answers a 409."""
+        executions[body.name] += 1
+        thing_id = uuid.uuid4()
+        await session.execute(
+            sa.text("INSERT INTO things (id, name) VALUES (:id, :name)"),
+            {"id": thing_id, "name": body.name},
+        )
+        session.add(Thing(id=thing_id, name=body.name))
+        try:
+            await session.flush()
         except sa.exc.IntegrityError:
             raise IllegalState("thing_exists", "It is there already.") from None
         return {"name": body.name}
@@ -843,6 +871,19 @@ async def test_a_refusal_after_a_database_error_is_stored(harness: Harness) -> N
     assert await harness.things(name) == 0
     second = await post(harness, "/v1/twice", body(name), key)
     assert second.headers["idempotent-replayed"] == "true"
+    assert harness.executions[name] == 1
+
+
+async def test_a_refusal_after_a_failed_flush_is_stored(harness: Harness) -> None:
+    """A failed ORM flush leaves the savepoint inactive yet current; the refusal is still
+    stored once it is rolled back."""
+    key, name = new_key(), f"flushed-{uuid.uuid4().hex[:6]}"
+    first = await post(harness, "/v1/flushed", body(name), key)
+    assert first.status_code == 409, first.text
+    assert await harness.things(name) == 0
+    second = await post(harness, "/v1/flushed", body(name), key)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
     assert harness.executions[name] == 1
 
 

@@ -390,11 +390,18 @@ async def _run_owned(
         response = _collect(messages)
         held: IdempotencyContext | None = scope.get(_HELD_SCOPE_KEY)
         keep = owned.work_kept and response is not None and response.status < 500
-        if owned.savepoint is not None and owned.savepoint.is_active:
+        savepoint = owned.savepoint
+        if savepoint is not None and session.in_nested_transaction():
+            if keep and not savepoint.is_active:
+                # The route answered below 500 over work the database refused: never store or
+                # send an answer for changes that did not happen.
+                raise RuntimeError("the route answered after its unit of work had failed")
             if keep:
-                await owned.savepoint.commit()
+                await savepoint.commit()
             else:
-                await owned.savepoint.rollback()
+                # Also after a failed flush, which leaves the savepoint inactive but current:
+                # only its rollback makes the key's own transaction usable again.
+                await savepoint.rollback()
         storable = response is not None and _storable(response, scope)
         if held is not None:
             if storable:
