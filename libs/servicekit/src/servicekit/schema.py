@@ -61,7 +61,9 @@ def define_platform_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             "kafka_offset",
             postgresql_where=sa.text("kafka_offset IS NOT NULL"),
         ),
-        sa.Index("ix_outbox_parked", "parked_at", postgresql_where=sa.text("parked_at IS NOT NULL")),
+        sa.Index(
+            "ix_outbox_parked", "parked_at", postgresql_where=sa.text("parked_at IS NOT NULL")
+        ),
     )
     inbox = sa.Table(
         "inbox",
@@ -132,8 +134,8 @@ _DELIVERY_COLUMNS = (
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS kafka_partition integer",
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS kafka_offset bigint",
     "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS ix_outbox_delivered ON outbox (topic, kafka_partition, kafka_offset)"
-    " WHERE kafka_offset IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ix_outbox_delivered"
+    " ON outbox (topic, kafka_partition, kafka_offset) WHERE kafka_offset IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (parked_at) WHERE parked_at IS NOT NULL",
 )
 
