@@ -93,7 +93,9 @@ _PARKED = sa.text("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL")
 #: pass gives up: the broker is away, trying the rest would only wait out their timeouts.
 _MAX_CONSECUTIVE_BUS_FAILURES = 3
 
-_BACKLOG = sa.text("SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL")
+_BACKLOG = sa.text(
+    "SELECT count(*), min(created_at) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)
