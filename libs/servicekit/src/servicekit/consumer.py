@@ -167,6 +167,8 @@ class EventConsumer:
         self.restarts = 0
         self._stuck_reason: str | None = None
         self._commit_failures = 0
+        # Offsets whose commit failed, committed with the next poll's (or alone).
+        self._uncommitted: dict[TopicPartition, int] = {}
         self._unassigned_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -208,6 +210,7 @@ class EventConsumer:
                 await self.transport.start()
                 self.ready.set()
                 self._commit_failures = 0
+                self._uncommitted = {}
                 self._unassigned_since = None
                 while not self._stopping.is_set():
                     await self.poll_once()
@@ -239,9 +242,9 @@ class EventConsumer:
                 continue
             await self._apply_partition_batch(tp, messages)
             offsets[tp] = messages[-1].offset + 1
-        if offsets:
+        if offsets or self._uncommitted:
             # The offsets move only after the effects are committed (one request for all).
-            await self._commit(offsets)
+            await self._commit({**self._uncommitted, **offsets})
             await self._record_lag()
         self._check_assignment(bool(batch))
         return sum(len(m) for m in batch.values())
@@ -255,6 +258,7 @@ class EventConsumer:
             # The effects are committed and the inbox holds them: a redelivery is harmless,
             # so a failed commit is retried with the next batch's offsets, a few times.
             self._commit_failures += 1
+            self._uncommitted = offsets
             log.warning(
                 "consumer %s could not commit offsets (%d in a row): %s",
                 self.name,
@@ -267,6 +271,7 @@ class EventConsumer:
                 ) from exc
             self._set_stuck(f"offset commits failing: {exc}"[:500])
             return
+        self._uncommitted = {}
         self._commit_failures = 0
         self._set_stuck(None)
 
