@@ -50,6 +50,11 @@ class Delivery:
     offset: int
 
 
+class TopicsMissing(Exception):
+    """A consumer subscribes to topics the broker does not have (it lost them): it must
+    restart, which creates them again."""
+
+
 class PublishError(Exception):
     """The bus did not acknowledge a message; nothing can be assumed about delivery.
 

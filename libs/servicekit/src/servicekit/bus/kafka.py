@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 import aiokafka.client
@@ -39,6 +40,7 @@ from servicekit.bus.base import (
     OutgoingMessage,
     PublishError,
     TopicPartition,
+    TopicsMissing,
 )
 
 log = logging.getLogger(__name__)
@@ -204,6 +206,7 @@ class KafkaConsumerTransport:
         #: The deadline of every broker call (start, fetch beyond its own wait, commit, stop).
         self.call_timeout = call_timeout
         self._consumer: AIOKafkaConsumer | None = None
+        self._unassigned_since: float | None = None
 
     @property
     def group_id(self) -> str:
@@ -236,6 +239,7 @@ class KafkaConsumerTransport:
             await _stop_quietly(consumer.stop())
             raise
         self._consumer = consumer
+        self._unassigned_since = None
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -253,8 +257,10 @@ class KafkaConsumerTransport:
     async def fetch(
         self, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[BusMessage]]:
+        consumer = self._require()
+        self._check_topics(consumer)
         async with asyncio.timeout(timeout_ms / 1000 + self.call_timeout):
-            batch = await self._require().getmany(timeout_ms=timeout_ms, max_records=max_records)
+            batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         return {
             TopicPartition(tp.topic, tp.partition): [
                 BusMessage(
@@ -269,6 +275,21 @@ class KafkaConsumerTransport:
             ]
             for tp, records in batch.items()
         }
+
+    def _check_topics(self, consumer: AIOKafkaConsumer, grace: float = 2.0) -> None:
+        # A group that joined while its topics were missing (a broker back empty) gets no
+        # partitions and aiokafka waits for metadata that may take long to change: restart.
+        if consumer.assignment():
+            self._unassigned_since = None
+            return
+        now = time.monotonic()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > grace:
+            missing = [t for t in self._topics if not consumer.partitions_for_topic(t)]
+            if missing:
+                self._unassigned_since = None
+                raise TopicsMissing(f"subscribed topics missing: {', '.join(missing)}")
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if offsets:
