@@ -265,7 +265,9 @@ class OutboxRelay:
                 held.add(row.aggregateid)
         if sent:
             await self._mark_sent(conn, sent, deliveries)
-            # Others went through meanwhile: these rows failed for their own reasons.
+        if bus_failures and (sent or await self._bus_answers()):
+            # Others went through meanwhile, or the bus answers: these rows failed for their
+            # own reasons.
             for row in bus_failures:
                 if not await self._record_row_failure(conn, row, str(bus_error), hopeless=False):
                     held.add(row.aggregateid)
@@ -275,6 +277,13 @@ class OutboxRelay:
             left += [r.id for r in bus_failures]
             await conn.execute(_RECORD_FAILURE, {"ids": left, "error": str(bus_error)[:2000]})
         return sent, bus_error
+
+    async def _bus_answers(self) -> bool:
+        try:
+            await self.publisher.ping()
+        except Exception:
+            return False
+        return True
 
     async def _record_row_failure(
         self, conn: AsyncConnection, row: ClaimedRow, reason: str, *, hopeless: bool
