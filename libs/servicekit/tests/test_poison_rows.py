@@ -61,7 +61,8 @@ async def test_oversized_event_is_parked_at_once_and_its_lane_moves_on(
         assert await relay.relay_once() == 4  # everything but the huge one, in one pass
         rows = {r["id"]: r for r in await outbox_rows(pair)}
         parked = rows[huge.event_id]
-        assert parked["parked_at"] is not None and parked["sent_at"] is None
+        assert parked["parked_at"] is not None
+        assert parked["sent_at"] is None
         assert "MessageSizeTooLarge" in str(parked["last_error"])
         for event in [before, *after]:
             assert rows[event.event_id]["sent_at"] is not None

@@ -149,6 +149,7 @@ class EventConsumer:
         max_commit_failures: int = 3,
         assignment_timeout: float = 30.0,
         max_restart_backoff: float = 10.0,
+        fetch_deadline: float = 30.0,
     ) -> None:
         self.name = name
         self.service = service
@@ -163,6 +164,8 @@ class EventConsumer:
         # 0 turns the check off (a group with more members than partitions leaves some idle).
         self.assignment_timeout = assignment_timeout
         self.max_restart_backoff = max_restart_backoff
+        # Beyond the transport's own deadlines: a fetch that never returns restarts the consumer.
+        self.fetch_deadline = fetch_deadline
         self.stats = ConsumerStats()
         self.restarts = 0
         self._stuck_reason: str | None = None
@@ -235,7 +238,11 @@ class EventConsumer:
     # -- one poll --------------------------------------------------------------------------
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and apply one batch; return how many messages were handled."""
-        batch = await self.transport.fetch(timeout_ms, self.max_records)
+        try:
+            async with asyncio.timeout(timeout_ms / 1000 + self.fetch_deadline):
+                batch = await self.transport.fetch(timeout_ms, self.max_records)
+        except TimeoutError:
+            raise ConsumerStuck(f"a fetch did not return within {self.fetch_deadline}s") from None
         offsets: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
             if not messages:
