@@ -204,6 +204,7 @@ class OutboxRelay:
         Raises PublishError when the bus failed (after recording it): the caller backs off.
         """
         failure: PublishError | None = None
+        sent: list[ClaimedRow] = []
         async with self.database.engine.connect() as conn, conn.begin():
             lanes = [row[0] for row in await conn.execute(_LOCK_LANES)]
             if not lanes:
@@ -215,8 +216,17 @@ class OutboxRelay:
                 deliveries = await self._publish(rows)
             except PublishError as exc:
                 # Recorded in the claim transaction itself: these rows are locked by it.
-                log.info("outbox batch of %d failed (%s); publishing row by row", len(rows), exc)
-                sent, failure = await self._publish_one_by_one(conn, rows, exc)
+                if exc.transient and not await self._bus_answers():
+                    # The broker is away: row by row would only wait out more timeouts.
+                    await conn.execute(
+                        _RECORD_FAILURE, {"ids": [r.id for r in rows], "error": str(exc)[:2000]}
+                    )
+                    failure = exc
+                else:
+                    log.info(
+                        "outbox batch of %d failed (%s); publishing row by row", len(rows), exc
+                    )
+                    sent, failure = await self._publish_one_by_one(conn, rows, exc)
             else:
                 await self._mark_sent(conn, rows, deliveries)
                 sent = list(rows)
