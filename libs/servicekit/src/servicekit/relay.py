@@ -141,6 +141,8 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
+        #: Set while the LISTEN connection is up (a NOTIFY wakes the relay at once).
+        self.listening = asyncio.Event()
         self._last_prune = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -450,6 +452,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(self.database.raw_dsn())
                 await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
+                self.listening.set()
                 self._wake.set()  # rows may have arrived while we were not listening
                 while not self._stopping.is_set() and not conn.is_closed():
                     await asyncio.sleep(5)
@@ -457,6 +460,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.listening.clear()
                 log.debug("outbox LISTEN connection lost: %s", exc)
                 await asyncio.sleep(1)
             finally:
