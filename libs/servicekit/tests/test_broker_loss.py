@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from servicekit.audit import LogAuditor
-from servicekit.bus.base import TopicPartition
+from servicekit.bus.base import LogBounds, TopicPartition
 from servicekit.bus.kafka import KafkaConsumerTransport, KafkaLogInspector, KafkaPublisher
+from servicekit.bus.memory import InMemoryBroker, InMemoryPublisher
 from servicekit.embedded.kafka import EmbeddedKafka
 from servicekit.embedded.ports import free_port
 from servicekit.relay import OutboxRelay
@@ -233,3 +234,66 @@ async def _applied_all(pair, wanted: set[object]) -> bool:
 
 async def _not_stuck(delivery: Delivery) -> bool:
     return delivery.consumer.stuck is None
+
+
+class TailLost:
+    """A Kafka cluster after an unclean leader election: each partition holds what ``logs``
+    maps its offsets to, the tail it had acknowledged is gone."""
+
+    def __init__(self, logs: dict[TopicPartition, dict[int, str]], partitions: int) -> None:
+        self.logs = logs
+        self.partitions = partitions
+        self.reads: list[tuple[TopicPartition, int, int]] = []
+
+    async def partition_counts(self, topics) -> dict[str, int]:
+        return {t: self.partitions for t in topics}
+
+    async def bounds(self, partitions):
+        return {
+            tp: LogBounds(0, max(self.logs.get(tp, {-1: ""}), default=-1) + 1) for tp in partitions
+        }
+
+    async def event_ids(self, tp, start: int, end: int) -> dict[int, str]:
+        self.reads.append((tp, start, end))
+        return {o: e for o, e in self.logs.get(tp, {}).items() if start <= o < end}
+
+    async def ensure_topics(self, topics, partitions: int) -> None:
+        raise AssertionError("no topic is missing")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.smoke
+async def test_a_partition_that_lost_its_tail_gets_only_the_tail_again(pair) -> None:
+    memory = InMemoryBroker()
+    events = [await pair.write(f"stock-{n % 3}", n) for n in range(30)]
+    assert await pair.relay(InMemoryPublisher(memory)).relay_once() == 30
+    logs: dict[TopicPartition, dict[int, str]] = {}
+    for message in memory.messages(pair.topic):
+        logs.setdefault(message.tp, {})[message.offset] = message.header("event_id") or ""
+    lost: set[str] = set()
+    for tp, log in logs.items():
+        keep = len(log) // 2
+        lost |= {e for o, e in log.items() if o >= keep}
+        logs[tp] = {o: e for o, e in log.items() if o < keep}
+
+    auditor = LogAuditor(
+        pair.producer, TailLost(logs, memory.partitions), service="producer", partitions=3
+    )
+    report = await auditor.audit_once()
+    assert sum(report.rearmed.values()) == len(lost)
+    async with pair.producer.transaction() as session:
+        unsent = {
+            str(r[0])
+            for r in await session.execute(sa.text("SELECT id FROM outbox WHERE sent_at IS NULL"))
+        }
+    assert unsent == lost
+    assert lost <= {str(e.event_id) for e in events}
+    # The relay publishes the tail again; the next audit finds the log whole.
+    relay = pair.relay(InMemoryPublisher(memory))
+    assert await relay.relay_once() == len(lost)
+    logs.clear()
+    for message in memory.messages(pair.topic):
+        logs.setdefault(message.tp, {})[message.offset] = message.header("event_id") or ""
+    assert (await auditor.audit_once()).clean

@@ -9,6 +9,7 @@ import asyncio
 from typing import ClassVar
 
 import httpx
+import pytest
 
 from servicekit.app import Runtime, create_app
 from servicekit.bus.base import BusMessage, TopicPartition
@@ -51,6 +52,7 @@ def stuck_gauge(group: str) -> float:
     return metrics.consumer_stuck.labels("consumer", group)._value.get()
 
 
+@pytest.mark.smoke
 async def test_consumer_whose_commits_keep_failing_restarts_and_recovers(pair) -> None:
     broker = InMemoryBroker()
     events = [await pair.write(f"stock-{n % 3}", n) for n in range(9)]

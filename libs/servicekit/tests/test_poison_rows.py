@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from contracts.topics import ALERTS_TOPIC
@@ -49,6 +50,7 @@ async def outbox_rows(pair) -> list[dict[str, object]]:
         return [dict(r._mapping) for r in rows]
 
 
+@pytest.mark.smoke
 async def test_oversized_event_is_parked_at_once_and_its_lane_moves_on(
     pair, servers: Servers
 ) -> None:
