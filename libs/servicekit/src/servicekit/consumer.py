@@ -283,7 +283,7 @@ class EventConsumer:
         self._set_stuck(None)
 
     def _check_assignment(self, fetched: bool) -> None:
-        if fetched or self.transport.assigned() > 0:
+        if fetched or self.transport.assigned() > 0 or not self.assignment_timeout:
             self._unassigned_since = None
             if self._commit_failures == 0 and self._stuck_reason is not None:
                 self._set_stuck(None)

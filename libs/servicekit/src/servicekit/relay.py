@@ -245,6 +245,7 @@ class OutboxRelay:
         deliveries: list[Delivery] = []
         bus_failures: list[ClaimedRow] = []
         bus_error: PublishError | None = None
+        judged: list[ClaimedRow] = []  # failures recorded against the row itself
         # An aggregate whose row was not published keeps its later rows back: its order holds.
         held: set[str] = set()
         consecutive = 0
@@ -273,6 +274,7 @@ class OutboxRelay:
                     break
                 continue
             reason = error.rejected.get(0, str(error))
+            judged.append(row)
             if not await self._record_row_failure(conn, row, reason, hopeless=True):
                 held.add(row.aggregateid)
         if sent:
@@ -281,12 +283,11 @@ class OutboxRelay:
             # Others went through meanwhile, or the bus answers: these rows failed for their
             # own reasons.
             for row in bus_failures:
-                if not await self._record_row_failure(conn, row, str(bus_error), hopeless=False):
-                    held.add(row.aggregateid)
+                judged.append(row)
+                await self._record_row_failure(conn, row, str(bus_error), hopeless=False)
             bus_error = None
-        left = [r.id for r in rows if r not in sent and r not in bus_failures]
         if bus_error is not None:
-            left += [r.id for r in bus_failures]
+            left = [r.id for r in rows if r not in sent and r not in judged]
             await conn.execute(_RECORD_FAILURE, {"ids": left, "error": str(bus_error)[:2000]})
         return sent, bus_error
 
