@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from servicekit.audit import LogAuditor
-from servicekit.bus.base import LogBounds, TopicPartition
+from servicekit.bus.base import LogBounds, OutgoingMessage, TopicPartition
 from servicekit.bus.kafka import KafkaConsumerTransport, KafkaLogInspector, KafkaPublisher
 from servicekit.bus.memory import InMemoryBroker, InMemoryPublisher
 from servicekit.embedded.kafka import EmbeddedKafka
@@ -297,3 +299,30 @@ async def test_a_partition_that_lost_its_tail_gets_only_the_tail_again(pair) -> 
     for message in memory.messages(pair.topic):
         logs.setdefault(message.tp, {})[message.offset] = message.header("event_id") or ""
     assert (await auditor.audit_once()).clean
+
+
+async def test_missing_topics_are_created_with_our_partitions_never_implicitly(servers) -> None:
+    bootstrap = servers.kafka_bootstrap_servers
+    inspector = KafkaLogInspector(bootstrap, call_timeout=5)
+    asked, published, consumed = (f"inventory.test-{secrets.token_hex(4)}" for _ in range(3))
+    # Asking the broker about a topic (what a producer or a consumer does first) creates nothing.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=1000)
+    await producer.start()
+    try:
+        with pytest.raises(KafkaError):
+            await producer.send_and_wait(asked, b"x")
+    finally:
+        await producer.stop()
+    publisher = KafkaPublisher(bootstrap, partitions=5, publish_timeout=5)
+    transport = KafkaConsumerTransport(
+        bootstrap, group_id=f"g-{secrets.token_hex(4)}", topics=[consumed], partitions=5
+    )
+    try:
+        await publisher.publish([OutgoingMessage(published, b"k", b"v")])
+        await transport.start()
+        counts = await inspector.partition_counts([asked, published, consumed])
+    finally:
+        await transport.stop()
+        await publisher.stop()
+        await inspector.close()
+    assert counts == {published: 5, consumed: 5}
