@@ -41,6 +41,7 @@ async def test_service_starts_and_reports_ready(
             scraped = await client.get("/metrics")
             assert scraped.status_code == 200
             assert "outbox_backlog" in scraped.text
+            assert "countertop_outbox_parked" in scraped.text
             assert (await client.get("/docs")).status_code == 200
             assert (
                 (await client.get("/openapi.json")).json()["info"]["title"].startswith("Countertop")
