@@ -275,8 +275,7 @@ class OutboxRelay:
                 continue
             reason = error.rejected.get(0, str(error))
             judged.append(row)
-            if not await self._record_row_failure(conn, row, reason, hopeless=True):
-                held.add(row.aggregateid)
+            await self._record_row_failure(conn, row, reason, hopeless=True)  # parks it
         if sent:
             await self._mark_sent(conn, sent, deliveries)
         if bus_failures and (sent or await self._bus_answers()):
@@ -287,7 +286,8 @@ class OutboxRelay:
                 await self._record_row_failure(conn, row, str(bus_error), hopeless=False)
             bus_error = None
         if bus_error is not None:
-            left = [r.id for r in rows if r not in sent and r not in judged]
+            done = {r.id for r in sent} | {r.id for r in judged}
+            left = [r.id for r in rows if r.id not in done]
             await conn.execute(_RECORD_FAILURE, {"ids": left, "error": str(bus_error)[:2000]})
         return sent, bus_error
 
