@@ -16,7 +16,7 @@ from contracts.topics import ALERTS_TOPIC
 from servicekit.bus.base import Delivery, OutgoingMessage, PublishError
 from servicekit.bus.kafka import KafkaPublisher
 from servicekit.bus.memory import InMemoryBroker, InMemoryPublisher
-from servicekit.replay import replay
+from servicekit.replay import _main, _parser, replay
 from servicekit.testing.servers import Servers
 
 
@@ -161,3 +161,33 @@ async def test_operator_unparks_and_replays_a_window(pair) -> None:
     assert again == Counter(str(e.event_id) for e in [*small, huge])
     count, _ = await relay.backlog()
     assert count == 0
+
+
+async def test_replay_command_rearms_a_window_of_one_topic(pair) -> None:
+    broker = InMemoryBroker()
+    events = [await pair.write(f"stock-{n}", n) for n in range(3)]
+    relay = pair.relay(InMemoryPublisher(broker))
+    assert await relay.relay_once() == 3
+    url = pair.producer.engine.url.render_as_string(hide_password=False)
+    since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%MZ")
+    args = _parser().parse_args(
+        [
+            "--service",
+            "inventory",
+            "--since",
+            since,
+            "--topic",
+            "other.topic",
+            "--database-url",
+            url,
+        ]
+    )
+    assert (await _main(args)).rearmed == 0  # another topic: nothing
+    args = _parser().parse_args(
+        ["--service", "inventory", "--since", since, "--topic", pair.topic, "--database-url", url]
+    )
+    assert (await _main(args)).rearmed == 3
+    assert await relay.relay_once() == 3
+    assert Counter(m.header("event_id") for m in broker.messages(pair.topic)) == Counter(
+        {str(e.event_id): 2 for e in events}
+    )
