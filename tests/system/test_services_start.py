@@ -37,10 +37,11 @@ async def test_service_starts_and_reports_ready(
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+            assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "consumers": "ok"}
             scraped = await client.get("/metrics")
             assert scraped.status_code == 200
             assert "outbox_backlog" in scraped.text
+            assert "countertop_outbox_parked" in scraped.text
             assert (await client.get("/docs")).status_code == 200
             assert (
                 (await client.get("/openapi.json")).json()["info"]["title"].startswith("Countertop")

@@ -40,6 +40,7 @@ def test_registered_topics() -> None:
         **{name: (owner, "events") for name, owner in EXPECTED_EVENT_TOPICS.items()},
         **{f"{s}.commands": (s, "commands") for s in SERVICES},
         SAGA_REPLIES_TOPIC: ("identity", "replies"),
+        "platform.alerts": ("platform", "alerts"),
     }
     assert {t.name: (t.owner, t.kind) for t in all_topics()} == expected
     assert [t.name for t in all_topics()] == sorted(expected)

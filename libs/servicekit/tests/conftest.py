@@ -45,14 +45,17 @@ class Pair:
     consumer: Database
     topic: str
 
-    async def write(self, aggregate_id: str, n: int, *, fail: bool = False) -> EventEnvelope:
-        """One business change and its event in one transaction; ``fail`` rolls it back."""
+    async def write(
+        self, aggregate_id: str, n: int, *, fail: bool = False, note: str | None = None
+    ) -> EventEnvelope:
+        """One business change and its event in one transaction; ``fail`` rolls it back;
+        ``note`` makes the event as large as needed."""
         event = EventEnvelope(
             type=EVENT_TYPE,
             producer="inventory",
             aggregate_type="stock",
             aggregate_id=aggregate_id,
-            payload={"n": n},
+            payload={"n": n} if note is None else {"n": n, "note": note},
         )
         try:
             async with self.producer.transaction() as session:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from servicekit.bus.base import PublishError
 from servicekit.bus.kafka import KafkaConsumerTransport, KafkaPublisher, ensure_topics
+from servicekit.consumer import ConsumerStuck
 from servicekit.embedded.kafka import EmbeddedKafka
 from servicekit.embedded.ports import free_port
 from servicekit.testing.proxy import TcpProxy
@@ -116,12 +117,13 @@ async def test_consumer_crash_after_commit_before_offset_commit(pair, publisher,
         raise RuntimeError("consumer process killed before committing its offset")
 
     first.transport.commit = crash  # type: ignore[method-assign]
+    first.max_commit_failures = 1
 
     async def poll_until_crash() -> None:
         while True:
             await first.poll_once(timeout_ms=500)
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConsumerStuck, match="killed before committing"):
         await poll_until_crash()
     await first.transport.stop()
     applied_before = len(await pair.applied())

@@ -79,7 +79,8 @@ async def test_relay_wakes_on_notify_without_waiting_for_the_poll(pair, memory_b
     relay = pair.relay(InMemoryPublisher(memory_broker), poll_interval=60)
     await relay.start()
     try:
-        await asyncio.sleep(0.5)  # the LISTEN connection is up and the first pass found nothing
+        await asyncio.wait_for(relay.listening.wait(), timeout=10)
+        await eventually(lambda: _idle(relay), timeout=10)  # the first pass found nothing
         await pair.write("stock-1", 1)
 
         async def published() -> bool:
@@ -141,3 +142,8 @@ async def test_prune_deletes_only_old_sent_rows(pair, memory_broker) -> None:
     async with pair.producer.transaction() as session:
         remaining = (await session.execute(sa.text("SELECT count(*) FROM outbox"))).scalar_one()
     assert remaining == 3
+
+
+async def _idle(relay) -> bool:
+    # The pass the LISTEN connection triggered has run: the relay sleeps until woken.
+    return not relay._wake.is_set()

@@ -7,7 +7,9 @@ Naming rules:
   event follows from its type;
 * saga commands go to ``<service>.commands``; saga replies to ``identity.saga-replies``, where the
   coordinator runs;
-* a consumer's poison messages go to ``<topic>.dlq``.
+* a consumer's poison messages go to ``<topic>.dlq``;
+* what the platform itself reports to operators (an outbox row parked, ...) goes to
+  ``platform.alerts``, whatever the service: every ``platform.*`` event type is an alert.
 
 Names are lower case: letters, digits, ``-`` and ``_`` within a segment, ``.`` between segments.
 A topic is added here, in one place, before any service produces to it.
@@ -31,10 +33,14 @@ SERVICES: tuple[str, ...] = (
 )
 """Service names as they appear in topic and event-type names."""
 
+PLATFORM = "platform"
+"""The owner of what servicekit itself publishes in every service (not a service)."""
+
 DLQ_SUFFIX = ".dlq"
 SAGA_REPLIES_TOPIC = "identity.saga-replies"
+ALERTS_TOPIC = "platform.alerts"
 
-TopicKind = Literal["events", "commands", "replies"]
+TopicKind = Literal["events", "commands", "replies", "alerts"]
 
 _SEGMENT = r"[a-z][a-z0-9_-]*"
 _TOPIC_RE = re.compile(rf"^{_SEGMENT}(\.{_SEGMENT})+$")
@@ -80,7 +86,7 @@ class Topic:
 
     def __post_init__(self) -> None:
         validate_topic_name(self.name)
-        if self.owner not in SERVICES:
+        if self.owner not in (*SERVICES, PLATFORM):
             raise ValueError(f"topic {self.name!r}: unknown owner service {self.owner!r}")
         if not self.name.startswith(self.owner + "."):
             raise ValueError(f"topic {self.name!r} must start with its owner {self.owner!r}")
@@ -133,6 +139,12 @@ for _topic in (
     Topic("members.points", "members", "Points ledger: awarded, redeemed, expired, reversed."),
     Topic("payments.payment", "payments", "Payments and refunds across every method."),
     Topic("device-gateway.device", "device-gateway", "Devices: registered, bound, unbound."),
+    Topic(
+        ALERTS_TOPIC,
+        PLATFORM,
+        "Operator alerts from the platform code of every service (e.g. an outbox row parked).",
+        kind="alerts",
+    ),
     *(
         Topic(
             f"{service}.commands",
@@ -168,6 +180,8 @@ def topic_for_event_type(event_type: str) -> str:
     registered, so that a typo fails when the event is written, not silently on the bus.
     """
     service, aggregate, _ = split_event_type(event_type)
+    if service == PLATFORM:
+        return ALERTS_TOPIC
     topic = get_topic(f"{service}.{aggregate}")
     if topic.kind != "events":
         raise UnknownTopic(

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from servicekit.audit import LogAuditor
 from servicekit.auth import JwksKeySource, TokenVerifier
 from servicekit.bus.base import PublisherTransport
 from servicekit.bus.factory import Bus, KafkaBus
@@ -47,6 +48,7 @@ class Runtime:
     database: Database
     bus: Bus
     relay: OutboxRelay | None = None
+    auditor: LogAuditor | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +81,8 @@ def create_app(
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+        partitions=settings.kafka_partitions,
+        call_timeout=settings.kafka_call_timeout,
     )
     registries = dict(consumers or {})
 
@@ -103,6 +107,16 @@ def create_app(
 
         publisher = the_bus.publisher(f"{service}-relay")
         if settings.run_relay:
+            inspector = the_bus.log_inspector() if settings.outbox_audit_interval > 0 else None
+            if inspector is not None:
+                runtime.auditor = LogAuditor(
+                    database,
+                    inspector,
+                    service=service,
+                    partitions=settings.kafka_partitions,
+                    interval=settings.outbox_audit_interval,
+                )
+            auditor = runtime.auditor
             runtime.relay = OutboxRelay(
                 database,
                 publisher,
@@ -110,7 +124,13 @@ def create_app(
                 batch_size=settings.outbox_batch_size,
                 poll_interval=settings.outbox_poll_interval,
                 retention_seconds=settings.outbox_retention_hours * 3600,
+                max_attempts=settings.outbox_max_attempts,
+                audited_before=auditor.audited_before if auditor is not None else None,
+                on_recovered=auditor.wake if auditor is not None else None,
             )
+            if auditor is not None:
+                auditor.on_rearmed = runtime.relay.wake
+                await auditor.start()
             await runtime.relay.start()
         dlq_publisher = the_bus.publisher(f"{service}-dlq")
         health_publisher = the_bus.publisher(f"{service}-health")
@@ -127,6 +147,8 @@ def create_app(
                     handlers=registry,
                     max_attempts=settings.consumer_max_attempts,
                     retry_backoff=settings.consumer_retry_backoff,
+                    max_commit_failures=settings.consumer_max_commit_failures,
+                    assignment_timeout=settings.consumer_assignment_timeout,
                 )
                 runtime.consumers.append(consumer)
                 await consumer.start()
@@ -149,6 +171,8 @@ def create_app(
                 await consumer.stop()
             if runtime.relay is not None:
                 await runtime.relay.stop()
+            if runtime.auditor is not None:
+                await runtime.auditor.stop()
             for transport in (publisher, dlq_publisher, health_publisher):
                 with contextlib.suppress(Exception):
                     await transport.stop()
@@ -164,12 +188,20 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Database and broker are reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Database and broker are reachable, no consumer group is stuck",
+    )
     async def readyz(request: Request) -> Response:
         runtime: Runtime = request.app.state.runtime
         checks: dict[str, str] = {}
         checks["database"] = await _check(runtime.database.ping())
         checks["broker"] = await _check(_broker_ping(runtime))
+        stuck = {c.name: c.stuck for c in runtime.consumers if c.stuck is not None}
+        checks["consumers"] = (
+            "ok" if not stuck else "stuck: " + "; ".join(f"{g} ({r})" for g, r in stuck.items())
+        )
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks},
@@ -235,6 +267,7 @@ def _outbox_gauges(runtime: Runtime) -> Callable[[], Awaitable[None]]:
         count, oldest = await runtime.relay.backlog()
         service = runtime.settings.service_name
         metrics.outbox_backlog.labels(service).set(count)
+        metrics.outbox_parked.labels(service).set(await runtime.relay.parked())
         age = 0.0
         if oldest is not None:
             age = max((datetime.now(UTC) - oldest).total_seconds(), 0.0)

@@ -10,6 +10,13 @@ Throughput: the messages of one partition fetched together are applied in one tr
 When a handler fails, that transaction is rolled back and the messages are applied one by one
 (each in its own transaction) with retries and backoff; a message that still fails goes to
 ``<topic>.dlq`` with the error, and the partition moves on.
+
+Never wedged: every broker call has a deadline (the transport's), and a consumer that cannot
+make progress restarts itself (a new member of its group, topics re-created if the broker lost
+them): when a call fails or times out, when ``max_commit_failures`` offset commits in a row
+fail, or when it has held no partition for ``assignment_timeout`` seconds. From the failure
+until a poll succeeds again it reports itself ``stuck`` (``/readyz`` and the
+``countertop_consumer_stuck`` gauge).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +112,10 @@ class PoisonMessage(Exception):
     """The message can never be applied (not an event, not valid): straight to the DLQ."""
 
 
+class ConsumerStuck(Exception):
+    """The consumer cannot make progress as it is: it restarts."""
+
+
 @dataclass(slots=True)
 class _Decoded:
     message: BusMessage
@@ -134,6 +146,10 @@ class EventConsumer:
         max_attempts: int = 5,
         retry_backoff: float = 0.2,
         max_records: int = 500,
+        max_commit_failures: int = 3,
+        assignment_timeout: float = 30.0,
+        max_restart_backoff: float = 10.0,
+        fetch_deadline: float = 30.0,
     ) -> None:
         self.name = name
         self.service = service
@@ -144,7 +160,19 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.max_records = max_records
+        self.max_commit_failures = max_commit_failures
+        # 0 turns the check off (a group with more members than partitions leaves some idle).
+        self.assignment_timeout = assignment_timeout
+        self.max_restart_backoff = max_restart_backoff
+        # Beyond the transport's own deadlines: a fetch that never returns restarts the consumer.
+        self.fetch_deadline = fetch_deadline
         self.stats = ConsumerStats()
+        self.restarts = 0
+        self._stuck_reason: str | None = None
+        self._commit_failures = 0
+        # Offsets whose commit failed, committed with the next poll's (or alone).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._unassigned_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
@@ -168,20 +196,40 @@ class EventConsumer:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def stuck(self) -> str | None:
+        """Why the consumer cannot make progress now, or None while it can."""
+        return self._stuck_reason
+
+    def _set_stuck(self, reason: str | None) -> None:
+        self._stuck_reason = reason
+        metrics.consumer_stuck.labels(self.service, self.name).set(0 if reason is None else 1)
+
     async def _run(self) -> None:
         failures = 0
+        self._set_stuck(None)
         while not self._stopping.is_set():
             try:
                 await self.transport.start()
                 self.ready.set()
-                failures = 0
+                self._commit_failures = 0
+                self._uncommitted = {}
+                self._unassigned_since = None
                 while not self._stopping.is_set():
                     await self.poll_once()
+                    if self._stuck_reason is None:
+                        failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                self.restarts += 1
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                self._set_stuck(reason)
+                metrics.consumer_restarts_total.labels(
+                    self.service, self.name, type(exc).__name__
+                ).inc()
+                delay = min(self.max_restart_backoff, 0.2 * 2 ** min(failures, 8))
                 log.warning("consumer %s failed, restarting in %.1fs: %s", self.name, delay, exc)
                 with contextlib.suppress(Exception):
                     await self.transport.stop()
@@ -190,18 +238,61 @@ class EventConsumer:
     # -- one poll --------------------------------------------------------------------------
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and apply one batch; return how many messages were handled."""
-        batch = await self.transport.fetch(timeout_ms, self.max_records)
+        try:
+            async with asyncio.timeout(timeout_ms / 1000 + self.fetch_deadline):
+                batch = await self.transport.fetch(timeout_ms, self.max_records)
+        except TimeoutError:
+            raise ConsumerStuck(f"a fetch did not return within {self.fetch_deadline}s") from None
         offsets: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
             if not messages:
                 continue
             await self._apply_partition_batch(tp, messages)
             offsets[tp] = messages[-1].offset + 1
-        if offsets:
+        if offsets or self._uncommitted:
             # The offsets move only after the effects are committed (one request for all).
-            await self.transport.commit(offsets)
+            await self._commit({**self._uncommitted, **offsets})
             await self._record_lag()
+        self._check_assignment(bool(batch))
         return sum(len(m) for m in batch.values())
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self.transport.commit(offsets)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The effects are committed and the inbox holds them: a redelivery is harmless,
+            # so a failed commit is retried with the next batch's offsets, a few times.
+            self._commit_failures += 1
+            self._uncommitted = offsets
+            log.warning(
+                "consumer %s could not commit offsets (%d in a row): %s",
+                self.name,
+                self._commit_failures,
+                exc,
+            )
+            if self._commit_failures >= self.max_commit_failures:
+                raise ConsumerStuck(
+                    f"{self._commit_failures} offset commits failed in a row: {exc}"
+                ) from exc
+            self._set_stuck(f"offset commits failing: {exc}"[:500])
+            return
+        self._uncommitted = {}
+        self._commit_failures = 0
+        self._set_stuck(None)
+
+    def _check_assignment(self, fetched: bool) -> None:
+        if fetched or self.transport.assigned() > 0 or not self.assignment_timeout:
+            self._unassigned_since = None
+            if self._commit_failures == 0 and self._stuck_reason is not None:
+                self._set_stuck(None)
+            return
+        now = time.monotonic()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif self.assignment_timeout and now - self._unassigned_since > self.assignment_timeout:
+            raise ConsumerStuck(f"no partition assigned for {now - self._unassigned_since:.0f}s")
 
     async def _record_lag(self) -> None:
         with contextlib.suppress(Exception):

@@ -46,8 +46,24 @@ def define_platform_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text),
+        # Where the broker acknowledged the row (set with sent_at): the log auditor compares
+        # them with the broker's log to notice a log that lost what it acknowledged.
+        sa.Column("kafka_partition", sa.Integer),
+        sa.Column("kafka_offset", sa.BigInteger),
+        # A row that kept failing on its own is parked: the relay skips it, its lane moves on.
+        sa.Column("parked_at", sa.DateTime(timezone=True)),
         sa.Index("ix_outbox_unsent", "lane", "seq", postgresql_where=sa.text("sent_at IS NULL")),
         sa.Index("ix_outbox_sent_at", "sent_at", postgresql_where=sa.text("sent_at IS NOT NULL")),
+        sa.Index(
+            "ix_outbox_delivered",
+            "topic",
+            "kafka_partition",
+            "kafka_offset",
+            postgresql_where=sa.text("kafka_offset IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_outbox_parked", "parked_at", postgresql_where=sa.text("parked_at IS NOT NULL")
+        ),
     )
     inbox = sa.Table(
         "inbox",
@@ -112,6 +128,30 @@ def install_platform_tables(bind: sa.Connection) -> None:
 def create_platform_tables(op: Any) -> None:
     """The first migration of every service (alembic ``op``)."""
     install_platform_tables(op.get_bind())
+
+
+_DELIVERY_COLUMNS = (
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS kafka_partition integer",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS kafka_offset bigint",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at timestamptz",
+    "CREATE INDEX IF NOT EXISTS ix_outbox_delivered"
+    " ON outbox (topic, kafka_partition, kafka_offset) WHERE kafka_offset IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (parked_at) WHERE parked_at IS NOT NULL",
+)
+
+
+def add_outbox_delivery_columns(op: Any) -> None:
+    """The outbox columns of delivery tracking and parking (a later migration of every
+    service; a no-op on a database whose first migration already created them)."""
+    for statement in _DELIVERY_COLUMNS:
+        op.execute(statement)
+
+
+def drop_outbox_delivery_columns(op: Any) -> None:
+    op.execute("DROP INDEX IF EXISTS ix_outbox_parked")
+    op.execute("DROP INDEX IF EXISTS ix_outbox_delivered")
+    for column in ("parked_at", "kafka_offset", "kafka_partition"):
+        op.execute(f"ALTER TABLE outbox DROP COLUMN IF EXISTS {column}")
 
 
 def drop_platform_tables(op: Any) -> None:

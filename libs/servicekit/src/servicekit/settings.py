@@ -99,12 +99,25 @@ class ServiceSettings(PlatformSettings):
     run_consumers: bool = True
     outbox_poll_interval: float = 1.0
     outbox_batch_size: int = 500
-    outbox_retention_hours: float = 72.0
+    # Sent rows are kept this long (and until a log audit found them safe) so that a window
+    # the broker lost can be published again; Kafka's own default retention is 7 days.
+    outbox_retention_hours: float = 168.0
+    # A row that fails on its own this many times (while others go through) is parked.
+    outbox_max_attempts: int = 5
+    # How often the broker's log is checked against what it acknowledged (0: never).
+    outbox_audit_interval: float = 5.0
+    # The deadline of every single broker call (fetch, commit, metadata, admin).
+    kafka_call_timeout: float = 15.0
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_rebalance_timeout_ms: int = 5_000
     consumer_max_attempts: int = 5
     consumer_retry_backoff: float = 0.2
+    # A consumer restarts itself after this many failed offset commits in a row...
+    consumer_max_commit_failures: int = 3
+    # ... or after holding no partition this long (0: never; a group with more members than
+    # partitions leaves some idle).
+    consumer_assignment_timeout: float = 30.0
     jwks_url: str = "http://127.0.0.1:8101/.well-known/jwks.json"
     jwks_cache_seconds: float = 300.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -42,8 +42,34 @@ class BusMessage:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where the broker acknowledged a message: its partition and its offset there."""
+
+    partition: int
+    offset: int
+
+
+class TopicsMissing(Exception):
+    """A consumer subscribes to topics the broker does not have (it lost them): it must
+    restart, which creates them again."""
+
+
 class PublishError(Exception):
-    """The bus did not acknowledge a message; nothing can be assumed about delivery."""
+    """The bus did not acknowledge a message; nothing can be assumed about delivery.
+
+    ``rejected`` maps the index of each message the broker refused for what it is (too large,
+    invalid) to the reason: sending it again will fail again. Without it the failure is the
+    bus's (unreachable, timed out) and says nothing about the messages.
+    """
+
+    def __init__(self, message: str, *, rejected: Mapping[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.rejected: dict[int, str] = dict(rejected or {})
+
+    @property
+    def transient(self) -> bool:
+        return not self.rejected
 
 
 class PublisherTransport(Protocol):
@@ -51,9 +77,10 @@ class PublisherTransport(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish in order; return once every message is acknowledged, raise PublishError
-        otherwise (some may have been delivered: at-least-once)."""
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> list[Delivery]:
+        """Publish in order; return where each message landed once every message is
+        acknowledged, raise PublishError otherwise (some may have been delivered:
+        at-least-once)."""
         ...
 
     async def ping(self) -> None:
@@ -81,3 +108,37 @@ class ConsumerTransport(Protocol):
     async def lag(self) -> dict[TopicPartition, int]:
         """Messages not yet consumed per assigned partition (for metrics)."""
         ...
+
+    def assigned(self) -> int:
+        """How many partitions this member holds now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """The offsets a partition's log holds: ``start`` (first kept) to ``end`` (next to write)."""
+
+    start: int
+    end: int
+
+
+class LogInspector(Protocol):
+    """Read-only look at the broker's logs, for the outbox's log auditor."""
+
+    async def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        """Partitions of each topic that exists (a missing topic is absent)."""
+        ...
+
+    async def bounds(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, LogBounds]:
+        """The log start and end offsets of each partition."""
+        ...
+
+    async def event_ids(self, tp: TopicPartition, start: int, end: int) -> dict[int, str]:
+        """The ``event_id`` header of every message at offsets ``start`` to ``end - 1``."""
+        ...
+
+    async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
+        """Create the topics that do not exist, with ``partitions`` partitions."""
+        ...
+
+    async def close(self) -> None: ...

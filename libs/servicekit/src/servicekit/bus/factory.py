@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from servicekit.bus.base import ConsumerTransport, PublisherTransport
-from servicekit.bus.kafka import KafkaConsumerTransport, KafkaPublisher, ensure_topics
+from servicekit.bus.base import ConsumerTransport, LogInspector, PublisherTransport
+from servicekit.bus.kafka import (
+    KafkaConsumerTransport,
+    KafkaLogInspector,
+    KafkaPublisher,
+    ensure_topics,
+)
 from servicekit.bus.memory import InMemoryBroker, InMemoryConsumerTransport, InMemoryPublisher
 
 
@@ -19,6 +24,10 @@ class Bus(Protocol):
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None: ...
 
+    def log_inspector(self) -> LogInspector | None:
+        """What the outbox's log auditor reads the broker with (None: nothing to audit)."""
+        ...
+
 
 class KafkaBus:
     def __init__(
@@ -28,8 +37,12 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
         rebalance_timeout_ms: int = 5_000,
+        partitions: int = 3,
+        call_timeout: float = 15.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions
+        self.call_timeout = call_timeout
         # A consumer that dies without leaving its group holds its partitions until the
         # session times out; the rebalance timeout bounds how long a (re)join waits.
         self._timeouts = {
@@ -39,7 +52,9 @@ class KafkaBus:
         }
 
     def publisher(self, client_id: str) -> PublisherTransport:
-        return KafkaPublisher(self.bootstrap_servers, client_id=client_id)
+        return KafkaPublisher(
+            self.bootstrap_servers, client_id=client_id, partitions=self.partitions
+        )
 
     def consumer(self, group_id: str, topics: Iterable[str], client_id: str) -> ConsumerTransport:
         return KafkaConsumerTransport(
@@ -47,11 +62,16 @@ class KafkaBus:
             group_id=group_id,
             topics=topics,
             client_id=client_id,
+            partitions=self.partitions,
+            call_timeout=self.call_timeout,
             **self._timeouts,
         )
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
         await ensure_topics(self.bootstrap_servers, topics, partitions)
+
+    def log_inspector(self) -> LogInspector | None:
+        return KafkaLogInspector(self.bootstrap_servers, call_timeout=self.call_timeout)
 
 
 class InMemoryBus:
@@ -65,4 +85,7 @@ class InMemoryBus:
         return InMemoryConsumerTransport(self.broker, group_id=group_id, topics=topics)
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
+        return None
+
+    def log_inspector(self) -> LogInspector | None:
         return None

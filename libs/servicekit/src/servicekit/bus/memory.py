@@ -13,12 +13,20 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from servicekit.bus.base import BusMessage, OutgoingMessage, PublishError, TopicPartition
+from servicekit.bus.base import (
+    BusMessage,
+    Delivery,
+    OutgoingMessage,
+    PublishError,
+    TopicPartition,
+)
 
 
 class InMemoryBroker:
-    def __init__(self, partitions: int = 3) -> None:
+    def __init__(self, partitions: int = 3, *, max_message_bytes: int = 1024 * 1024) -> None:
         self.partitions = partitions
+        # Kafka's producer refuses a message over max_request_size; so does this broker.
+        self.max_message_bytes = max_message_bytes
         self._logs: dict[TopicPartition, list[BusMessage]] = defaultdict(list)
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._changed = asyncio.Condition()
@@ -29,11 +37,19 @@ class InMemoryBroker:
             return counter % self.partitions
         return zlib.crc32(key) % self.partitions
 
-    async def append(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def append(self, messages: Sequence[OutgoingMessage]) -> list[Delivery]:
         if not self.available:
             raise PublishError("in-memory broker is unavailable")
+        rejected = {
+            i: f"MessageSizeTooLargeError: {len(m.value)} bytes"
+            for i, m in enumerate(messages)
+            if len(m.value) > self.max_message_bytes
+        }
+        deliveries: list[Delivery] = []
         async with self._changed:
             for i, m in enumerate(messages):
+                if i in rejected:
+                    continue
                 tp = TopicPartition(m.topic, self._partition_for(m.key, i))
                 log = self._logs[tp]
                 log.append(
@@ -46,7 +62,11 @@ class InMemoryBroker:
                         headers=list(m.headers),
                     )
                 )
+                deliveries.append(Delivery(tp.partition, len(log) - 1))
             self._changed.notify_all()
+        if rejected:
+            raise PublishError("the broker refused messages", rejected=rejected)
+        return deliveries
 
     def messages(self, topic: str) -> list[BusMessage]:
         """Everything published to ``topic``, partition by partition (for assertions)."""
@@ -84,8 +104,8 @@ class InMemoryPublisher:
     async def stop(self) -> None:
         return None
 
-    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        await self.broker.append(messages)
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> list[Delivery]:
+        return await self.broker.append(messages)
 
     async def ping(self) -> None:
         if not self.broker.available:
@@ -136,6 +156,9 @@ class InMemoryConsumerTransport:
 
     async def seek_back(self, tp: TopicPartition, offset: int) -> None:
         self._positions[tp] = offset
+
+    def assigned(self) -> int:
+        return len(self._positions)
 
     async def lag(self) -> dict[TopicPartition, int]:
         return {

@@ -50,14 +50,19 @@ __all__ = [
     "consumer_handled_total",
     "consumer_handler_errors_total",
     "consumer_lag",
+    "consumer_restarts_total",
+    "consumer_stuck",
     "http_request_duration_seconds",
     "http_requests_total",
     "metrics_endpoint",
     "metrics_response",
     "outbox_backlog",
+    "outbox_log_audits_total",
     "outbox_oldest_age_seconds",
+    "outbox_parked",
     "outbox_publish_errors_total",
     "outbox_published_total",
+    "outbox_republished_total",
     "record_consumer_outcome",
     "register_scrape_hook",
     "render_metrics",
@@ -129,6 +134,38 @@ consumer_handler_errors_total: Final = Counter(
     "consumer_handler_errors_total",
     "Exceptions raised by consumer handlers, retried ones included.",
     ["service", "group", "event_type"],
+    registry=REGISTRY,
+)
+outbox_parked: Final = Gauge(
+    "countertop_outbox_parked",
+    "Outbox rows parked after failing on their own: not published until re-armed.",
+    ["service"],
+    registry=REGISTRY,
+)
+outbox_republished_total: Final = Counter(
+    "countertop_outbox_republished_total",
+    "Sent outbox rows re-armed for publishing because the broker's log no longer held them.",
+    ["service", "topic"],
+    registry=REGISTRY,
+)
+outbox_log_audits_total: Final = Counter(
+    "countertop_outbox_log_audits_total",
+    "Audits of the broker's log against the recorded acknowledgements, by result "
+    "(clean, loss, failed).",
+    ["service", "result"],
+    registry=REGISTRY,
+)
+consumer_stuck: Final = Gauge(
+    "countertop_consumer_stuck",
+    "1 while a consumer group cannot make progress (restarting, commits or fetches failing, "
+    "no partitions assigned), else 0.",
+    ["service", "group"],
+    registry=REGISTRY,
+)
+consumer_restarts_total: Final = Counter(
+    "countertop_consumer_restarts_total",
+    "Restarts of a consumer by itself, by reason.",
+    ["service", "group", "reason"],
     registry=REGISTRY,
 )
 saga_instances: Final = Gauge(
