@@ -1,7 +1,7 @@
 """Outbox delivery tracking: where the broker acknowledged each row, and parked rows.
 
-Revision ID: 0003_outbox_delivery_tracking
-Revises: 0002
+Revision ID: 0004_outbox_delivery_tracking
+Revises: 0003_identity_races_throttles
 Create Date: 2026-11-26
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from servicekit.schema import add_outbox_delivery_columns, drop_outbox_delivery_columns
 
-revision: str = "0003_outbox_delivery_tracking"
-down_revision: str | None = "0002"
+revision: str = "0004_outbox_delivery_tracking"
+down_revision: str | None = "0003_identity_races_throttles"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
