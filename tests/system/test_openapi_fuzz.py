@@ -55,7 +55,10 @@ async def fuzz(base_url: str, token: str) -> tuple[int, str]:
         "run",
         f"{base_url}/openapi.json",
         "--checks",
-        "not_a_server_error",
+        os.environ.get(
+            "COUNTERTOP_FUZZ_CHECKS",
+            "not_a_server_error,status_code_conformance,content_type_conformance",
+        ),
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",

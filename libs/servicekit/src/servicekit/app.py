@@ -26,6 +26,7 @@ from servicekit.consumer import EventConsumer, HandlerRegistry
 from servicekit.db import Database
 from servicekit.errors import install_problem_handlers
 from servicekit.idempotency import purge_expired
+from servicekit.openapi import document_problems
 from servicekit.relay import OutboxRelay
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import metrics
@@ -214,6 +215,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    document_problems(app)
     return app
 
 
