@@ -40,3 +40,6 @@ class Settings(ServiceSettings):
     # Kitchen display feed: how often an idle stream looks for changes and sends a keep-alive.
     kds_poll_interval: float = 0.5
     kds_keepalive_seconds: float = 15.0
+
+    # The QR code printed on receipts (e-invoice or member sign-up); ``{order_id}`` is filled in.
+    receipt_qr_template: str | None = None

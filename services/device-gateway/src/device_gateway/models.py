@@ -121,7 +121,9 @@ class PrintJob(Base):
 
     __tablename__ = "print_jobs"
     __table_args__ = (
-        sa.UniqueConstraint("merchant_id", "source", "source_id", "station", name="uq_print_source"),
+        sa.UniqueConstraint(
+            "merchant_id", "source", "source_id", "station", name="uq_print_source"
+        ),
         sa.Index("ix_print_jobs_due", "state", "next_attempt_at"),
         sa.Index("ix_print_jobs_store", "merchant_id", "store_id", "created_at"),
     )

@@ -77,7 +77,9 @@ async def update_device(
 
 
 @router.get("/v1/devices/{device_id}", responses=problem_responses(404))
-async def get_device(device_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> DeviceOut:
+async def get_device(
+    device_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> DeviceOut:
     """A device of the caller's with its presence and last reported state."""
     return service.device_out(await service.visible(session, principal, device_id))
 

@@ -30,8 +30,7 @@ from device_gateway.registry.schemas import (
     TcpConnection,
 )
 from servicekit.auth import Principal, require_store_access
-from servicekit.errors import IllegalState, NotFound, ValidationFailed, VersionMismatch
-from servicekit.errors import FieldError
+from servicekit.errors import FieldError, IllegalState, NotFound, ValidationFailed, VersionMismatch
 
 
 def topic_prefix(sn: str) -> str:
@@ -185,7 +184,8 @@ async def bind(session: AsyncSession, principal: Principal, body: BindRequest) -
                 "activation_code", "activation_code_invalid", "The code does not match the device."
             )
     else:
-        assert body.mac is not None and body.type is not None
+        assert body.mac is not None
+        assert body.type is not None
         if body.type not in PRINTER_TYPES:
             raise _field("mac", "mac_binding_printers_only", "Only printers are bound by MAC.")
         mac = credentials.normalize_mac(body.mac)
@@ -260,7 +260,8 @@ async def unbind(
     device = await visible(session, principal, device_id, for_update=True)
     _check_version(device, version)
     merchant_id, store_id = device.merchant_id, device.store_id
-    assert merchant_id is not None and store_id is not None
+    assert merchant_id is not None
+    assert store_id is not None
     if device.connection == "mqtt":
         # Told while its credentials still work: the device wipes its binding and shows a code.
         session.add(

@@ -16,7 +16,10 @@ handlers = HandlerRegistry()
 
 async def upsert_store(session: AsyncSession, store: StoreCreated | StoreUpdated) -> None:
     stmt = pg.insert(Store).values(
-        store_id=store.store_id, merchant_id=store.merchant_id, name=store.name, version=store.version
+        store_id=store.store_id,
+        merchant_id=store.merchant_id,
+        name=store.name,
+        version=store.version,
     )
     await session.execute(
         stmt.on_conflict_do_update(
