@@ -121,7 +121,9 @@ class Gateway:
             version=1,
         )
         await self.publish(
-            make_envelope(created, producer="identity", aggregate_id=store_id, merchant_id=merchant_id)
+            make_envelope(
+                created, producer="identity", aggregate_id=store_id, merchant_id=merchant_id
+            )
         )
 
         async def replicated() -> bool:
@@ -212,7 +214,9 @@ def settings_for(url: str, mqtt_url: str, **overrides: Any) -> Settings:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def gateway(gateway_url: str, mqtt_url: str) -> AsyncIterator[Gateway]:
     bus = InMemoryBus()
-    app = create_app(settings_for(gateway_url, mqtt_url), bus=bus, token_verifier=static_verifier(KEY))
+    app = create_app(
+        settings_for(gateway_url, mqtt_url), bus=bus, token_verifier=static_verifier(KEY)
+    )
     async with app.router.lifespan_context(app):
         bridge = app.state.runtime.extras["mqtt_bridge"]
         await eventually(lambda: _connected(bridge), timeout=15.0)

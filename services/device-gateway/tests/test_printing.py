@@ -31,7 +31,9 @@ def ticket(store_id: uuid.UUID, station: str = "hot", **extra: Any) -> KitchenTi
     )
 
 
-async def jobs(gw: Gateway, merchant_id: uuid.UUID, store_id: uuid.UUID, **query: str) -> list[dict[str, Any]]:
+async def jobs(
+    gw: Gateway, merchant_id: uuid.UUID, store_id: uuid.UUID, **query: str
+) -> list[dict[str, Any]]:
     response = await gw.client.get(
         f"/v1/stores/{store_id}/print-jobs", params=query, headers=gw.auth(merchant_id)
     )

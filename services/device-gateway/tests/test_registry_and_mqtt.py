@@ -173,9 +173,7 @@ async def test_bind_unbind_rebind_with_audit_events_and_credentials(gateway: Gat
         f"/v1/devices/{device['id']}/bindings", headers=gateway.auth(other_merchant)
     )
     # The new owner sees its own binding, not where the device was before.
-    assert [(h["action"], h["store_id"]) for h in history.json()] == [
-        ("bound", str(foreign_store))
-    ]
+    assert [(h["action"], h["store_id"]) for h in history.json()] == [("bound", str(foreign_store))]
 
 
 async def test_printer_bound_by_sn_and_mac(gateway: Gateway) -> None:
@@ -204,8 +202,12 @@ async def test_printer_bound_by_sn_and_mac(gateway: Gateway) -> None:
     assert no_proof.status_code == 422
     forbidden = await gateway.client.post(
         "/v1/devices/bind",
-        json={"sn": "X1", "mac": "AA:BB:CC:DD:EE:02", "type": "receipt_printer",
-              "store_id": str(store_id)},
+        json={
+            "sn": "X1",
+            "mac": "AA:BB:CC:DD:EE:02",
+            "type": "receipt_printer",
+            "store_id": str(store_id),
+        },
         headers=gateway.auth(merchant_id, scopes=frozenset({"devices:operate"})),
     )
     assert forbidden.status_code == 403

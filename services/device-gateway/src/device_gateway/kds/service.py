@@ -21,7 +21,6 @@ from device_gateway.printing.documents import order_number
 from servicekit.auth import Principal, require_store_access
 from servicekit.errors import IllegalState, NotFound, VersionMismatch
 
-CHANNEL = "kds_feed"
 NEXT_STATE = {"new": "in_progress", "in_progress": "done", "recalled": "in_progress"}
 
 
@@ -56,7 +55,6 @@ async def _append(session: AsyncSession, ticket: KitchenTicket) -> None:
             data=ticket_data(ticket),
         )
     )
-    await session.execute(sa.text(f"NOTIFY {CHANNEL}"))
 
 
 async def add_ticket(
@@ -80,12 +78,11 @@ async def add_ticket(
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["merchant_id", "ticket_id"])
-        .returning(KitchenTicket.ticket_id)
+        .returning(KitchenTicket)
     )
-    if inserted.scalar_one_or_none() is None:
+    row = inserted.scalar_one_or_none()
+    if row is None:
         return False
-    row = await session.get(KitchenTicket, (merchant_id, ticket.ticket_id))
-    assert row is not None
     await _append(session, row)
     return True
 

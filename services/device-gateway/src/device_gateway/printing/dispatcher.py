@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 
 from device_gateway.alerts import service as alerts
 from device_gateway.config import Settings
@@ -35,6 +36,9 @@ class PrintDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max(settings.print_workers, 1))
+        # A network printer takes one connection at a time; the others would wait in its
+        # backlog or be refused.
+        self._printer_locks: dict[uuid.UUID, asyncio.Lock] = {}
         #: Seconds from the source event to the printer having the bytes, per printed job.
         self.latencies: list[float] = []
 
@@ -81,30 +85,31 @@ class PrintDispatcher:
                 continue
             async with self.database.transaction() as session:
                 jobs = await service.claim_due(session, free, self.settings.print_lease_seconds)
+                printers = await service.printers_for_jobs(session, jobs)
             for job in jobs:
-                task = asyncio.create_task(self._deliver_guarded(job), name=f"print-{job.id}")
+                task = asyncio.create_task(
+                    self._deliver_guarded(job, printers.get(service.route_of(job), [])),
+                    name=f"print-{job.id}",
+                )
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             started += len(jobs)
             if len(jobs) < free:
                 return started
 
-    async def _deliver_guarded(self, job: PrintJob) -> None:
+    async def _deliver_guarded(self, job: PrintJob, printers: list[Device]) -> None:
         async with self._slots:
             try:
-                await self.deliver(job)
+                await self.deliver(job, printers)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 # The lease brings the job back; nothing is lost.
                 log.exception("delivering print job %s failed: %s", job.id, exc)
 
-    async def deliver(self, job: PrintJob) -> None:
+    async def deliver(self, job: PrintJob, printers: list[Device]) -> None:
+        """Print ``job`` on the first of ``printers`` that takes it (the rest are failover)."""
         settings = self.settings
-        async with self.database.transaction() as session:
-            printers = await service.printers_for(
-                session, job.merchant_id, job.store_id, job.printer_type, job.station
-            )
         errors: list[str] = []
         for printer in printers:
             data = render(job.document, printer.paper_width_mm)
@@ -115,15 +120,17 @@ class PrintDispatcher:
             if not printer.host or not printer.port:
                 errors.append(f"{printer.sn}: no address")
                 continue
+            lock = self._printer_locks.setdefault(printer.id, asyncio.Lock())
             try:
-                status = await print_tcp(
-                    printer.host,
-                    printer.port,
-                    data,
-                    connect_timeout=settings.print_connect_timeout,
-                    status_timeout=settings.print_status_timeout,
-                    ask_status=(printer.state or {}).get("answers_status", True),
-                )
+                async with lock:
+                    status = await print_tcp(
+                        printer.host,
+                        printer.port,
+                        data,
+                        connect_timeout=settings.print_connect_timeout,
+                        status_timeout=settings.print_status_timeout,
+                        ask_status=(printer.state or {}).get("answers_status", True),
+                    )
             except PrinterNotReady as exc:
                 errors.append(f"{printer.sn}: {exc.condition}")
                 await self._not_ready(printer, exc.condition)
@@ -133,11 +140,18 @@ class PrintDispatcher:
                 continue
             async with self.database.transaction() as session:
                 await service.mark_printed(session, job.id, printer.id)
-                await alerts.resolve(session, printer.id, "paper_out", "cover_open")
-                if not status.answered and (printer.state or {}).get("answers_status", True):
+                state = printer.state or {}
+                learnt_silent = not status.answered and state.get("answers_status", True)
+                if state.get("paper", "ok") != "ok" or learnt_silent:
+                    # Only when something changed: the common case costs one statement.
+                    await alerts.resolve(session, printer.id, "paper_out", "cover_open")
                     current = await session.get(Device, printer.id, with_for_update=True)
                     if current is not None:
-                        current.state = {**(current.state or {}), "answers_status": False}
+                        current.state = {
+                            **(current.state or {}),
+                            "paper": "ok",
+                            "answers_status": status.answered,
+                        }
             if job.event_occurred_at is not None:
                 self.latencies.append(time.time() - job.event_occurred_at.timestamp())
             return

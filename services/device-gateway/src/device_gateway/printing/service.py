@@ -94,6 +94,23 @@ async def printers_for(
     return list((await session.scalars(stmt)).all())
 
 
+Route = tuple[uuid.UUID, uuid.UUID, str, str]
+
+
+def route_of(job: PrintJob) -> Route:
+    return (job.merchant_id, job.store_id, job.printer_type, job.station)
+
+
+async def printers_for_jobs(
+    session: AsyncSession, jobs: list[PrintJob]
+) -> dict[Route, list[Device]]:
+    """The printers of every claimed job's route, looked up once per route."""
+    found: dict[Route, list[Device]] = {}
+    for route in {route_of(job) for job in jobs}:
+        found[route] = await printers_for(session, *route)
+    return found
+
+
 async def claim_due(session: AsyncSession, limit: int, lease: float) -> list[PrintJob]:
     """Take up to ``limit`` due jobs for this dispatcher; other replicas skip them."""
     due = (
