@@ -253,7 +253,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
             await phase(args.warmup, None)
             count = int(args.rate * args.duration)
-            elapsed, cpu = await phase(count, args.rate)
+            _, cpu = await phase(count, args.rate)
             lat = run.latencies()
             result["latency"] = {
                 "rate": args.rate,
@@ -266,7 +266,7 @@ async def bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 "max_ms": round(max(lat) * 1000, 1),
                 "cpu_per_ticket_ms": round(cpu / count * 1000, 2),
             }
-            elapsed, cpu = await phase(args.burst, None)
+            _elapsed, cpu = await phase(args.burst, None)
             last = max(v[0] for v in run.printed.values())
             first = min(run.sent.values())
             result["throughput"] = {

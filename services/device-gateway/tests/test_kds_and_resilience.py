@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,7 +104,8 @@ async def test_kitchen_display_feed_resumes_with_last_event_id(gateway: Gateway)
     done = await gateway.client.post(bump, headers=gateway.auth(merchant_id))
     assert done.json()["state"] == "done"
     again = await gateway.client.post(bump, headers=gateway.auth(merchant_id))
-    assert again.status_code == 409 and again.json()["code"] == "ticket_already_done"
+    assert again.status_code == 409
+    assert again.json()["code"] == "ticket_already_done"
     recalled = await gateway.client.post(
         bump, json={"to": "recalled"}, headers=gateway.auth(merchant_id)
     )

@@ -69,9 +69,12 @@ def test_chinese_text_round_trips_through_escpos_on_both_widths() -> None:
         printouts, _ = EscPosDecoder().feed(data)
         (printout,) = printouts
         assert "1 x 宫保鸡丁" in printout.text
-        assert "+ 微辣" in printout.text and "! 打包" in printout.text
-        assert "热菜" in printout.text and "Table 包间3" in printout.text
-        assert "-" * columns in printout.text and "-" * (columns + 1) not in printout.text
+        assert "+ 微辣" in printout.text
+        assert "! 打包" in printout.text
+        assert "热菜" in printout.text
+        assert "Table 包间3" in printout.text
+        assert "-" * columns in printout.text
+        assert "-" * (columns + 1) not in printout.text
 
 
 async def test_a_kitchen_ticket_delivered_twice_prints_once(gateway: Gateway) -> None:
@@ -88,8 +91,10 @@ async def test_a_kitchen_ticket_delivered_twice_prints_once(gateway: Gateway) ->
 
     job = await wait_job_state(gateway, merchant_id, store_id, sent.ticket_id, "printed")
     (printout,) = await printer.wait_for(1)
-    assert "2 x 牛肉面" in printout.text and "+ 加辣" in printout.text
-    assert "! 不要香菜" in printout.text and "Table A12" in printout.text
+    assert "2 x 牛肉面" in printout.text
+    assert "+ 加辣" in printout.text
+    assert "! 不要香菜" in printout.text
+    assert "Table A12" in printout.text
     assert len(await jobs(gateway, merchant_id, store_id)) == 1
     assert job["attempts"] == 1
     # Nothing more comes out once the duplicates are consumed.
@@ -130,10 +135,14 @@ async def test_paid_order_prints_a_receipt_with_totals_tenders_and_qr(gateway: G
     await gateway.publish(event)
     (printout,) = await printer.wait_for(1)
     assert "Noodle Bar 面吧" in printout.text.replace("\n", "")
-    assert "2 x 牛肉面" in printout.text and "36.00" in printout.text
-    assert "35.00" in printout.text and "-1.00" in printout.text and "Cash 现金" in printout.text
+    assert "2 x 牛肉面" in printout.text
+    assert "36.00" in printout.text
+    assert "35.00" in printout.text
+    assert "-1.00" in printout.text
+    assert "Cash 现金" in printout.text
     assert printout.qr_codes == [f"https://einvoice.example/{order_id}"]
-    assert "-" * 32 in printout.text and "-" * 33 not in printout.text
+    assert "-" * 32 in printout.text
+    assert "-" * 33 not in printout.text
     await wait_job_state(gateway, merchant_id, store_id, order_id, "printed")
     assert len(await jobs(gateway, merchant_id, store_id)) == 1
 
@@ -193,7 +202,8 @@ async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
     await gateway.publish(envelope(sent, merchant_id, sent.ticket_id))
 
     job = await wait_job_state(gateway, merchant_id, store_id, sent.ticket_id, "failed")
-    assert job["attempts"] == 3 and "paper_out" in job["last_error"]
+    assert job["attempts"] == 3
+    assert "paper_out" in job["last_error"]
     assert printer.printed == []  # never sent to a printer without paper
     (failed,) = await gateway.wait_events("device-gateway.print_job.failed", merchant_id)
     assert failed.payload["source_id"] == str(sent.ticket_id)
@@ -201,7 +211,8 @@ async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
         f"/v1/stores/{store_id}/alerts", headers=gateway.auth(merchant_id)
     )
     kinds = {(a["kind"], a["device_id"]) for a in response.json()["items"]}
-    assert ("paper_out", device["id"]) in kinds and ("print_failed", None) in kinds
+    assert ("paper_out", device["id"]) in kinds
+    assert ("print_failed", None) in kinds
     assert len([k for k in kinds if k[0] == "paper_out"]) == 1  # one open alert, not one per try
 
     # Paper back in: a reprint comes out and the paper alert closes.

@@ -4,6 +4,7 @@ broker (the embedded amqtt, or Mosquitto when ``MQTT_URL`` names it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -87,7 +88,8 @@ async def test_bind_unbind_rebind_with_audit_events_and_credentials(gateway: Gat
     assert response.status_code == 201, response.text
     device = response.json()
     credentials = device["mqtt_credentials"]
-    assert credentials["username"] == sn and credentials["topic_prefix"] == f"devices/{sn}"
+    assert credentials["username"] == sn
+    assert credentials["topic_prefix"] == f"devices/{sn}"
     login = {"username": sn, "password": credentials["password"]}
     assert (await gateway.client.post("/v1/mqtt/auth", json=login)).json()["result"] == "allow"
     bad = await gateway.client.post("/v1/mqtt/auth", json={**login, "password": "guess"})
@@ -128,7 +130,8 @@ async def test_bind_unbind_rebind_with_audit_events_and_credentials(gateway: Gat
         json={"store_id": str(store_b), "version": device["version"] - 1},
         headers=gateway.auth(merchant_id),
     )
-    assert stale.status_code == 409 and stale.json()["code"] == "version_mismatch"
+    assert stale.status_code == 409
+    assert stale.json()["code"] == "version_mismatch"
     moved = await gateway.client.post(
         f"/v1/devices/{device['id']}/rebind",
         json={"store_id": str(store_b), "version": device["version"]},
@@ -181,7 +184,8 @@ async def test_printer_bound_by_sn_and_mac(gateway: Gateway) -> None:
     store_id = await gateway.store(merchant_id)
     printer = await gateway.printer()
     device = await gateway.bind_printer(merchant_id, store_id, printer)
-    assert device["connection"] == "tcp" and device["mqtt_credentials"] is None
+    assert device["connection"] == "tcp"
+    assert device["mqtt_credentials"] is None
     missing_station = await gateway.client.post(
         "/v1/devices/bind",
         json={
@@ -253,13 +257,12 @@ async def test_presence_with_last_will_and_events(gateway: Gateway) -> None:
         await eventually(offline, timeout=20.0)
     finally:
         await proxy.stop()
-        try:
+        with contextlib.suppress(Exception):  # the connection is already gone
             await client.__aexit__(None, None, None)
-        except Exception:  # the connection is already gone
-            pass
     (went_online,) = await gateway.wait_events("device-gateway.device.online", merchant_id)
     (went_offline,) = await gateway.wait_events("device-gateway.device.offline", merchant_id)
-    assert went_online.payload["sn"] == sn and went_offline.payload["sn"] == sn
+    assert went_online.payload["sn"] == sn
+    assert went_offline.payload["sn"] == sn
     state = await device_state(gateway, merchant_id, device["id"])
     assert state["last_seen_at"] is not None
 

@@ -21,12 +21,13 @@ async def listen_forever(database: Database, channels: Mapping[str, Callable[[],
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(database.raw_dsn())
+            closed = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, closed=closed: closed.set())
             for channel, wake in channels.items():
                 await conn.add_listener(channel, lambda *_, wake=wake: wake())
                 wake()  # something may have arrived while nobody listened
             backoff = 0.5
-            while not conn.is_closed():
-                await asyncio.sleep(5)
+            await closed.wait()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

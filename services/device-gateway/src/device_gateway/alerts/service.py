@@ -111,7 +111,10 @@ async def raise_offline_alerts(session: AsyncSession, minutes: float) -> int:
             store_id=device.store_id,
             device_id=device.id,
             kind="offline",
-            detail=f"{device.type} {device.sn} offline since {device.status_changed_at:%Y-%m-%d %H:%M} UTC",
+            detail=(
+                f"{device.type} {device.sn} offline since "
+                f"{device.status_changed_at:%Y-%m-%d %H:%M} UTC"
+            ),
         )
         raised += alert is not None
     return raised

@@ -67,7 +67,8 @@ async def print_tcp(
             asyncio.open_connection(host, port), connect_timeout
         )
     except (OSError, TimeoutError) as exc:
-        raise PrinterUnavailable(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+        reason = str(exc) or type(exc).__name__
+        raise PrinterUnavailable(f"cannot connect to {host}:{port}: {reason}") from exc
     try:
         status = PrinterStatus(answered=False)
         if ask_status:
@@ -85,7 +86,7 @@ async def print_tcp(
             await asyncio.wait_for(reader.read(), connect_timeout)
         return status
     except (OSError, TimeoutError) as exc:
-        raise PrinterUnavailable(f"{host}:{port}: {exc or type(exc).__name__}") from exc
+        raise PrinterUnavailable(f"{host}:{port}: {str(exc) or type(exc).__name__}") from exc
     finally:
         writer.close()
         with contextlib.suppress(Exception):
