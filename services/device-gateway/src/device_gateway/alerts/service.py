@@ -55,7 +55,7 @@ async def raise_alert(
             alert_id=alert_id,
             store_id=store_id,
             device_id=device_id,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             detail=detail[:2000],
         ),
         merchant_id=merchant_id,

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from device_gateway.bridge import service
+from device_gateway.common import utcnow
 from device_gateway.config import Settings
 from device_gateway.listen import listen_forever
 from servicekit.db import Database
@@ -129,7 +130,7 @@ class MqttBridge:
                     f"devices/{sn}/commands", service.command_message(command), qos=1
                 )
                 command.state = "sent"
-                command.sent_at = service.utcnow()
+                command.sent_at = utcnow()
                 command.attempts += 1
                 sent += 1
         return sent

@@ -168,7 +168,7 @@ async def mark_failed_attempt(
         PrintJobFailed(
             job_id=current.id,
             store_id=current.store_id,
-            source=current.source,  # type: ignore[arg-type]
+            source=current.source,
             source_id=current.source_id,
             station=current.station or None,
             attempts=current.attempts,

@@ -45,7 +45,7 @@ def device_out(device: Device) -> DeviceOut:
         type=device.type,
         model=device.model,
         firmware=device.firmware,
-        connection=device.connection,  # type: ignore[arg-type]
+        connection=device.connection,
         host=device.host,
         port=device.port,
         paper_width_mm=device.paper_width_mm,
@@ -237,7 +237,7 @@ async def bind(session: AsyncSession, principal: Principal, body: BindRequest) -
         DeviceBound(
             device_id=device.id,
             sn=device.sn,
-            type=device.type,  # type: ignore[arg-type]
+            type=device.type,
             store_id=store.store_id,
             station=device.station,
             bound_by=principal.subject,
@@ -290,7 +290,7 @@ async def unbind(
         DeviceUnbound(
             device_id=device.id,
             sn=device.sn,
-            type=device.type,  # type: ignore[arg-type]
+            type=device.type,
             store_id=store_id,
             unbound_by=principal.subject,
         ),
@@ -335,7 +335,7 @@ async def move(
         DeviceRebound(
             device_id=device.id,
             sn=device.sn,
-            type=device.type,  # type: ignore[arg-type]
+            type=device.type,
             store_id=store.store_id,
             station=device.station,
             previous_merchant_id=previous_merchant,
