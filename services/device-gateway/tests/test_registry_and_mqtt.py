@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import aiomqtt
+import sqlalchemy as sa
 
 from servicekit.embedded.ports import free_port
 from servicekit.testing.proxy import TcpProxy
@@ -350,3 +351,52 @@ async def test_unacknowledged_command_is_sent_again(gateway: Gateway) -> None:
         await asyncio.wait_for(twice(), 15.0)
         assert ids == [command_id, command_id]
         await client.publish(f"devices/{sn}/presence", b"offline", qos=1)
+
+
+async def test_rebind_to_another_merchant_revokes_credentials_and_drops_commands(
+    gateway: Gateway,
+) -> None:
+    """What legal-entity migration does to a device: one audited step to the new merchant."""
+    from device_gateway.models import Device, DeviceCommand, Store
+    from device_gateway.registry.service import move
+
+    old_merchant, new_merchant = uuid.uuid4(), uuid.uuid4()
+    old_store = await gateway.store(old_merchant)
+    new_store = await gateway.store(new_merchant)
+    device = await bind_terminal(gateway, old_merchant, old_store)
+    password = device["mqtt_credentials"]["password"]
+    queued = await gateway.client.post(
+        f"/v1/devices/{device['id']}/commands",
+        json={"kind": "show_message", "payload": {"text": "old owner"}},
+        headers=gateway.auth(old_merchant),
+    )
+    assert queued.status_code == 202
+    async with gateway.database.transaction() as session:
+        row = await session.get(Device, uuid.UUID(device["id"]), with_for_update=True)
+        store = await session.get(Store, new_store)
+        assert row is not None
+        assert store is not None
+        await move(session, row, store, station=None, actor=None)
+    async with gateway.database.transaction() as session:
+        pending = await session.scalars(
+            sa.select(DeviceCommand).where(DeviceCommand.device_id == uuid.UUID(device["id"]))
+        )
+        assert pending.all() == []
+    login = {"username": device["sn"], "password": password}
+    assert (await gateway.client.post("/v1/mqtt/auth", json=login)).json()["result"] == "deny"
+    old_view = await gateway.client.get(
+        f"/v1/devices/{device['id']}", headers=gateway.auth(old_merchant)
+    )
+    assert old_view.status_code == 404
+    new_view = await gateway.client.get(
+        f"/v1/devices/{device['id']}", headers=gateway.auth(new_merchant)
+    )
+    assert new_view.json()["store_id"] == str(new_store)
+    (rebound,) = await gateway.wait_events("device-gateway.device.rebound", new_merchant)
+    assert rebound.payload["previous_merchant_id"] == str(old_merchant)
+    assert rebound.payload["previous_store_id"] == str(old_store)
+    history = await gateway.client.get(
+        f"/v1/devices/{device['id']}/bindings", headers=gateway.auth(new_merchant)
+    )
+    # The new merchant sees the step, not the old merchant's store.
+    assert [(h["action"], h["previous_store_id"]) for h in history.json()] == [("rebound", None)]

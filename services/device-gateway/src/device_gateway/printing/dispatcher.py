@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 
 from device_gateway.alerts import service as alerts
@@ -39,8 +38,6 @@ class PrintDispatcher:
         # A network printer takes one connection at a time; the others would wait in its
         # backlog or be refused.
         self._printer_locks: dict[uuid.UUID, asyncio.Lock] = {}
-        #: Seconds from the source event to the printer having the bytes, per printed job.
-        self.latencies: list[float] = []
 
     async def start(self) -> None:
         self._tasks = [
@@ -115,8 +112,11 @@ class PrintDispatcher:
             data = render(job.document, printer.paper_width_mm)
             if printer.connection == "mqtt":
                 async with self.database.transaction() as session:
-                    await service.queue_mqtt_print(session, job, printer, data)
-                return  # printed when the device acknowledges the command
+                    queued = await service.queue_mqtt_print(session, job, printer, data)
+                if queued or job.attempts < settings.print_max_attempts:
+                    return  # printed when the device acknowledges the command
+                errors.append(f"{printer.sn}: the cloud printer did not acknowledge the job")
+                break
             if not printer.host or not printer.port:
                 errors.append(f"{printer.sn}: no address")
                 continue
@@ -152,8 +152,6 @@ class PrintDispatcher:
                             "paper": "ok",
                             "answers_status": status.answered,
                         }
-            if job.event_occurred_at is not None:
-                self.latencies.append(time.time() - job.event_occurred_at.timestamp())
             return
         if not printers:
             where = f"station {job.station!r}" if job.station else "the store"

@@ -9,6 +9,7 @@ last attempt, with ``device-gateway.print_job.failed`` and a ``print_failed`` al
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -192,18 +193,17 @@ async def mark_failed_attempt(
 
 async def queue_mqtt_print(
     session: AsyncSession, job: PrintJob, device: Device, data: bytes
-) -> None:
+) -> bool:
     """Hand a job to a cloud printer as a ``print`` command, once: a retry of the job waits
-    for that command's acknowledgement instead of printing it twice."""
-    import base64
-
+    for that command's acknowledgement instead of printing it twice. False when the command
+    was queued before."""
     existing = await session.scalar(
         sa.select(DeviceCommand.id).where(
             DeviceCommand.print_job_id == job.id, DeviceCommand.device_id == device.id
         )
     )
     if existing is not None:
-        return
+        return False
     assert device.merchant_id is not None
     assert device.store_id is not None
     session.add(
@@ -221,6 +221,7 @@ async def queue_mqtt_print(
         )
     )
     await session.execute(sa.text("NOTIFY device_commands"))
+    return True
 
 
 async def visible_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> PrintJob:

@@ -215,6 +215,13 @@ async def bind(session: AsyncSession, principal: Principal, body: BindRequest) -
     if device.connection == "tcp" and not device.host:
         raise _field("connection", "connection_required", "A network printer needs host:port.")
     _check_station(device)
+    # Whatever was still queued for an earlier binding (its "unbind" above all) is not for
+    # the new owner.
+    await session.execute(
+        sa.delete(DeviceCommand).where(
+            DeviceCommand.device_id == device.id, DeviceCommand.state != "acked"
+        )
+    )
     device.merchant_id = store.merchant_id
     device.store_id = store.store_id
     device.activation_code_hash = None
