@@ -12,6 +12,8 @@ from typing import Any
 import aiomqtt
 import sqlalchemy as sa
 
+from device_gateway.registry.credentials import matches
+from device_gateway.registry.service import by_sn
 from servicekit.embedded.ports import free_port
 from servicekit.testing.proxy import TcpProxy
 from servicekit.testing.wait import eventually
@@ -35,13 +37,12 @@ async def announce(gw: Gateway, sn: str, code: str, type: str = "pos_terminal") 
             qos=1,
         )
 
-    async def known() -> bool:
+    async def showing_code() -> bool:
         async with gw.database.transaction() as session:
-            from device_gateway.registry.service import by_sn
+            device = await by_sn(session, sn)
+            return device is not None and matches(code, sn, device.activation_code_hash)
 
-            return await by_sn(session, sn) is not None
-
-    await eventually(known, timeout=15.0)
+    await eventually(showing_code, timeout=15.0)
 
 
 async def bind_terminal(
