@@ -274,14 +274,23 @@ async def test_command_queued_while_offline_is_delivered_on_reconnect(gateway: G
     store_id = await gateway.store(merchant_id)
     device = await bind_terminal(gateway, merchant_id, store_id)
     sn = device["sn"]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
     response = await gateway.client.post(
         f"/v1/devices/{device['id']}/commands",
         json={"kind": "show_message", "payload": {"text": "欢迎光临"}},
-        headers=gateway.auth(merchant_id),
+        headers={**gateway.auth(merchant_id), **key},
     )
     assert response.status_code == 202, response.text
     command = response.json()
     assert command["state"] == "queued"
+    # The till retries after a timeout: the same command, not a second one.
+    retried = await gateway.client.post(
+        f"/v1/devices/{device['id']}/commands",
+        json={"kind": "show_message", "payload": {"text": "欢迎光临"}},
+        headers={**gateway.auth(merchant_id), **key},
+    )
+    assert retried.status_code == 202
+    assert retried.json()["id"] == command["id"]
 
     received: list[dict[str, Any]] = []
     async with gateway.mqtt_client(sn) as client:

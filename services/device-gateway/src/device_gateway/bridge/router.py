@@ -13,9 +13,12 @@ from device_gateway.bridge import service
 from device_gateway.models import DeviceCommand
 from servicekit.auth import Principal, PrincipalDep, require
 from servicekit.errors import problem_responses
+from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.uow import SessionDep
 
-router = APIRouter(prefix="/v1/devices/{device_id}/commands", tags=["devices"])
+router = APIRouter(
+    prefix="/v1/devices/{device_id}/commands", tags=["devices"], route_class=IdempotentRoute
+)
 
 Operator = Annotated[Principal, Depends(require("devices:operate"))]
 
@@ -55,12 +58,18 @@ def command_out(command: DeviceCommand) -> CommandOut:
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(403, 404, 409))
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(Idempotency())],
+    responses=problem_responses(403, 404, 409, 422),
+)
 async def send_command(
     device_id: uuid.UUID, body: CommandIn, principal: Operator, session: SessionDep
 ) -> CommandOut:
     """Queue a command for an MQTT device (``devices:operate``): sent when the device is
-    online, again until it acknowledges."""
+    online, again until it acknowledges. With an ``Idempotency-Key``, a retried request
+    returns the first command instead of opening the drawer twice."""
     command = await service.queue_command(session, principal, device_id, body.kind, body.payload)
     return command_out(command)
 

@@ -15,10 +15,11 @@ from device_gateway.printing import service
 from device_gateway.registry.service import own_store
 from servicekit.auth import Principal, PrincipalDep, require, scoped
 from servicekit.errors import problem_responses
+from servicekit.idempotency import Idempotency, IdempotentRoute
 from servicekit.pagination import CursorParamsDep, Page, paginate
 from servicekit.uow import SessionDep
 
-router = APIRouter(tags=["printing"])
+router = APIRouter(tags=["printing"], route_class=IdempotentRoute)
 
 Operator = Annotated[Principal, Depends(require("devices:operate"))]
 JobState = Literal["queued", "sent", "printed", "failed"]
@@ -94,8 +95,10 @@ async def get_print_job(
 @router.post(
     "/v1/print-jobs/{job_id}/reprint",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(403, 404, 409),
+    dependencies=[Depends(Idempotency())],
+    responses=problem_responses(403, 404, 409, 422),
 )
 async def reprint(job_id: uuid.UUID, principal: Operator, session: SessionDep) -> PrintJobOut:
-    """Print a finished job again, marked as a reprint (``devices:operate``)."""
+    """Print a finished job again, marked as a reprint (``devices:operate``); with an
+    ``Idempotency-Key`` a retried request does not print it twice."""
     return job_out(await service.reprint(session, principal, job_id))
