@@ -16,6 +16,7 @@ from contracts.money import Money
 from device_gateway.alerts.service import raise_offline_alerts
 from device_gateway.models import Device
 from device_gateway.printing.fakeprinter import EscPosDecoder
+from servicekit.testing.wait import eventually
 
 from .conftest import Gateway, envelope
 from .test_printing import wait_job_state
@@ -119,3 +120,37 @@ async def test_a_device_offline_too_long_raises_one_alert_until_it_returns(
         f"/v1/stores/{store_id}/alerts", headers=gateway.auth(merchant_id)
     )
     assert response.json()["items"] == []
+
+
+async def test_a_cloud_printer_reports_paper_out_and_back(gateway: Gateway) -> None:
+    merchant_id = uuid.uuid4()
+    store_id = await gateway.store(merchant_id)
+    printer = await bind_terminal(gateway, merchant_id, store_id, type="receipt_printer")
+    sn = printer["sn"]
+
+    async def open_alerts() -> list[str]:
+        response = await gateway.client.get(
+            f"/v1/stores/{store_id}/alerts", headers=gateway.auth(merchant_id)
+        )
+        return [a["kind"] for a in response.json()["items"]]
+
+    async with gateway.mqtt_client(sn) as client:
+        for _ in range(2):  # reported twice, alerted once
+            await client.publish(f"devices/{sn}/status", json.dumps({"paper": "out"}), qos=1)
+
+        async def paper_out() -> bool:
+            return await open_alerts() == ["paper_out"]
+
+        await eventually(paper_out, timeout=15.0)
+        await client.publish(f"devices/{sn}/status", json.dumps({"paper": "ok"}), qos=1)
+
+        async def cleared() -> bool:
+            return await open_alerts() == []
+
+        await eventually(cleared, timeout=15.0)
+    response = await gateway.client.get(
+        f"/v1/devices/{printer['id']}", headers=gateway.auth(merchant_id)
+    )
+    assert response.json()["state"]["paper"] == "ok"
+    raised = await gateway.wait_events("device-gateway.alert.raised", merchant_id)
+    assert [e.payload["kind"] for e in raised] == ["paper_out"]

@@ -77,6 +77,10 @@ async def handle(session: AsyncSession, sn: str, kind: str, payload: bytes) -> b
         device.last_seen_at = now
         device.state = {**(device.state or {}), "drawer": body.get("state") or body.get("value")}
         return False
+    if kind == "status":
+        device.last_seen_at = now
+        await printer_status(session, device, body)
+        return False
     if kind == "acks":
         await acknowledge(session, device, body, now)
         return False
@@ -118,6 +122,32 @@ async def set_presence(session: AsyncSession, device: Device, online: bool, now:
             aggregate_id=device.id,
         )
     return online
+
+
+async def printer_status(session: AsyncSession, device: Device, body: dict[str, Any]) -> None:
+    """A cloud printer reports its paper and cover (``{"paper": "out", "cover": "open"}``):
+    alerts open and close with the condition."""
+    conditions = {
+        "paper_out": body.get("paper") in ("out", "end", "empty"),
+        "cover_open": body.get("cover") == "open",
+    }
+    paper = next((name for name, on in conditions.items() if on), "ok")
+    device.state = {**(device.state or {}), "paper": paper}
+    if device.merchant_id is None or device.store_id is None:
+        return
+    for name, on in conditions.items():
+        if on:
+            await alerts.raise_alert(
+                session,
+                merchant_id=device.merchant_id,
+                store_id=device.store_id,
+                device_id=device.id,
+                kind=name,
+                detail=f"{device.type} {device.sn}: {name.replace('_', ' ')}",
+            )
+    cleared = [name for name, on in conditions.items() if not on]
+    if cleared:
+        await alerts.resolve(session, device.id, *cleared)
 
 
 async def acknowledge(
