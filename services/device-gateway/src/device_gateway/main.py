@@ -18,8 +18,8 @@ from device_gateway.bridge.mqtt import MqttBridge
 from device_gateway.bridge.router import router as commands_router
 from device_gateway.config import Settings
 from device_gateway.kds.router import router as kds_router
-from device_gateway.printing import handlers as printing_handlers
 from device_gateway.printing.dispatcher import PrintDispatcher
+from device_gateway.printing.handlers import build_handlers
 from device_gateway.printing.router import router as printing_router
 from device_gateway.registry.router import router as registry_router
 from device_gateway.stores.handlers import handlers as store_handlers
@@ -51,7 +51,6 @@ def create_app(
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    printing_handlers.receipt_qr_template = settings.receipt_qr_template
 
     async def start_workers(runtime: Runtime) -> None:
         if settings.run_printing:
@@ -81,7 +80,10 @@ def create_app(
         settings,
         title="Countertop Device gateway",
         routers=[registry_router, commands_router, printing_router, kds_router, alerts_router],
-        consumers={"printing": printing_handlers.handlers, "stores": store_handlers},
+        consumers={
+            "printing": build_handlers(settings.receipt_qr_template),
+            "stores": store_handlers,
+        },
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,

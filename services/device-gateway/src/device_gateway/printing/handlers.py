@@ -20,11 +20,6 @@ from device_gateway.models import Device, Store
 from device_gateway.printing import documents, service
 from servicekit.consumer import HandlerRegistry, PoisonMessage
 
-handlers = HandlerRegistry()
-
-#: Set from settings at start-up: the QR printed on receipts, ``{order_id}`` filled in.
-receipt_qr_template: str | None = None
-
 
 def merchant_of(envelope: EventEnvelope) -> uuid.UUID:
     if envelope.merchant_id is None:
@@ -32,7 +27,19 @@ def merchant_of(envelope: EventEnvelope) -> uuid.UUID:
     return envelope.merchant_id
 
 
-@handlers.on("orders.kitchen_ticket.created")
+def build_handlers(receipt_qr_template: str | None = None) -> HandlerRegistry:
+    """The printing consumer's handlers; ``receipt_qr_template`` is the QR printed on
+    receipts, with ``{order_id}`` filled in (none when unset)."""
+    handlers = HandlerRegistry()
+    handlers.add("orders.kitchen_ticket.created", kitchen_ticket_created)
+
+    async def on_order_paid(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await order_paid(session, envelope, receipt_qr_template)
+
+    handlers.add("orders.order.paid", on_order_paid)
+    return handlers
+
+
 async def kitchen_ticket_created(session: AsyncSession, envelope: EventEnvelope) -> None:
     merchant_id = merchant_of(envelope)
     ticket = KitchenTicketCreated.model_validate(envelope.payload)
@@ -61,8 +68,9 @@ async def kitchen_ticket_created(session: AsyncSession, envelope: EventEnvelope)
     )
 
 
-@handlers.on("orders.order.paid")
-async def order_paid(session: AsyncSession, envelope: EventEnvelope) -> None:
+async def order_paid(
+    session: AsyncSession, envelope: EventEnvelope, receipt_qr_template: str | None
+) -> None:
     merchant_id = merchant_of(envelope)
     paid = OrderPaid.model_validate(envelope.payload)
     store = await session.get(Store, paid.store_id)
