@@ -102,7 +102,7 @@ class Gateway:
         async def enough() -> bool:
             return len(self.events(event_type, merchant_id)) >= count
 
-        await eventually(enough, timeout=15.0)
+        await eventually(enough, timeout=30.0)
         return self.events(event_type, merchant_id)
 
     async def store(self, merchant_id: uuid.UUID, name: str = "老王面馆") -> uuid.UUID:
@@ -132,7 +132,7 @@ class Gateway:
             )
             return response.status_code == 200
 
-        await eventually(replicated, timeout=15.0)
+        await eventually(replicated, timeout=30.0)
         return store_id
 
     async def printer(self, **kwargs: Any) -> FakePrinter:
@@ -219,7 +219,7 @@ async def gateway(gateway_url: str, mqtt_url: str) -> AsyncIterator[Gateway]:
     )
     async with app.router.lifespan_context(app):
         bridge = app.state.runtime.extras["mqtt_bridge"]
-        await eventually(lambda: _connected(bridge), timeout=15.0)
+        await eventually(lambda: _connected(bridge), timeout=30.0)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             harness = Gateway(

@@ -72,7 +72,7 @@ async def test_receipt_to_an_mqtt_cloud_printer_prints_on_its_ack(gateway: Gatew
                     return body
             return {}
 
-        received = await asyncio.wait_for(command(), 20.0)
+        received = await asyncio.wait_for(command(), 30.0)
         assert received["kind"] == "print"
         payload = received["payload"]
         assert isinstance(payload, dict)
@@ -141,13 +141,13 @@ async def test_a_cloud_printer_reports_paper_out_and_back(gateway: Gateway) -> N
         async def paper_out() -> bool:
             return await open_alerts() == ["paper_out"]
 
-        await eventually(paper_out, timeout=15.0)
+        await eventually(paper_out, timeout=30.0)
         await client.publish(f"devices/{sn}/status", json.dumps({"paper": "ok"}), qos=1)
 
         async def cleared() -> bool:
             return await open_alerts() == []
 
-        await eventually(cleared, timeout=15.0)
+        await eventually(cleared, timeout=30.0)
     response = await gateway.client.get(
         f"/v1/devices/{printer['id']}", headers=gateway.auth(merchant_id)
     )

@@ -91,7 +91,7 @@ async def test_kitchen_display_feed_resumes_with_last_event_id(gateway: Gateway)
         await gateway.publish(envelope(sent, merchant_id, sent.ticket_id))
     await gateway.publish(envelope(first, merchant_id, first.ticket_id))  # a duplicate
 
-    events = await asyncio.wait_for(read_events(gateway, merchant_id, store_id, 2), 15.0)
+    events = await asyncio.wait_for(read_events(gateway, merchant_id, store_id, 2), 30.0)
     # Tickets are keyed by their own ids, so two of them may arrive in either order.
     assert {e["data"]["ticket_id"] for e in events} == {str(first.ticket_id), str(second.ticket_id)}
     assert {e["data"]["state"] for e in events} == {"new"}
@@ -175,7 +175,7 @@ async def test_bridge_reconnects_and_sends_commands_queued_while_the_broker_was_
     try:
         async with app.router.lifespan_context(app):
             bridge = app.state.runtime.extras["mqtt_bridge"]
-            await eventually(lambda: _is_set(bridge.connected), timeout=15.0)
+            await eventually(lambda: _is_set(bridge.connected), timeout=30.0)
             async with gateway.mqtt_client(sn, clean_session=False) as device_client:
                 await device_client.subscribe(f"devices/{sn}/commands", qos=1)
                 await device_client.publish(f"devices/{sn}/presence", b"online", qos=1)
@@ -186,9 +186,9 @@ async def test_bridge_reconnects_and_sends_commands_queued_while_the_broker_was_
                     )
                     return bool(r.json()["online"])
 
-                await eventually(online, timeout=15.0)
+                await eventually(online, timeout=30.0)
                 await proxy.cut()
-                await eventually(lambda: _is_set(bridge.connected, False), timeout=15.0)
+                await eventually(lambda: _is_set(bridge.connected, False), timeout=30.0)
                 response = await gateway.client.post(
                     f"/v1/devices/{device['id']}/commands",
                     json={"kind": "open_drawer"},
@@ -204,7 +204,7 @@ async def test_bridge_reconnects_and_sends_commands_queued_while_the_broker_was_
                             return str(json.loads(message.payload)["command_id"])
                     return ""
 
-                assert await asyncio.wait_for(delivered(), 20.0) == command_id
+                assert await asyncio.wait_for(delivered(), 30.0) == command_id
                 assert bridge.connections >= 2
     finally:
         await proxy.stop()
@@ -238,7 +238,7 @@ async def test_a_job_whose_dispatcher_died_is_printed_when_its_lease_ends(gatewa
             )
             return job is not None and job.attempts >= 1
 
-    await eventually(attempted, timeout=15.0)
+    await eventually(attempted, timeout=30.0)
     # As a dispatcher that claimed the job and died would leave it: sent, lease ended.
     async with gateway.database.transaction() as session:
         await session.execute(

@@ -49,7 +49,7 @@ async def wait_job_state(
         found = await jobs(gw, merchant_id, store_id, source_id=str(source_id))
         return found[0] if found and found[0]["state"] == state else None
 
-    return await eventually(reached, timeout=15.0)
+    return await eventually(reached, timeout=30.0)
 
 
 def test_chinese_text_round_trips_through_escpos_on_both_widths() -> None:
@@ -162,7 +162,7 @@ async def test_a_printer_that_refuses_connections_gets_the_ticket_when_it_recove
         found = await jobs(gateway, merchant_id, store_id)
         return bool(found) and found[0]["attempts"] >= 1 and found[0]["state"] == "queued"
 
-    await eventually(retried, timeout=15.0)
+    await eventually(retried, timeout=30.0)
     (job,) = await jobs(gateway, merchant_id, store_id)
     assert "cannot connect" in job["last_error"]
     await printer.start()
@@ -230,7 +230,7 @@ async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
         )
         return all(a["kind"] != "paper_out" for a in r.json()["items"])
 
-    await eventually(paper_alert_closed, timeout=15.0)
+    await eventually(paper_alert_closed, timeout=30.0)
 
 
 async def test_another_merchants_print_jobs_are_invisible(gateway: Gateway) -> None:

@@ -42,7 +42,7 @@ async def announce(gw: Gateway, sn: str, code: str, type: str = "pos_terminal") 
             device = await by_sn(session, sn)
             return device is not None and matches(code, sn, device.activation_code_hash)
 
-    await eventually(showing_code, timeout=15.0)
+    await eventually(showing_code, timeout=30.0)
 
 
 async def bind_terminal(
@@ -243,20 +243,20 @@ async def test_presence_with_last_will_and_events(gateway: Gateway) -> None:
         async def online() -> bool:
             return bool((await device_state(gateway, merchant_id, device["id"]))["online"])
 
-        await eventually(online, timeout=15.0)
+        await eventually(online, timeout=30.0)
         await client.publish(f"devices/{sn}/drawer", json.dumps({"state": "open"}), qos=1)
 
         async def drawer_open() -> bool:
             state = await device_state(gateway, merchant_id, device["id"])
             return state["state"].get("drawer") == "open"
 
-        await eventually(drawer_open, timeout=15.0)
+        await eventually(drawer_open, timeout=30.0)
         await proxy.cut()  # no DISCONNECT: the broker publishes the last will
 
         async def offline() -> bool:
             return not (await device_state(gateway, merchant_id, device["id"]))["online"]
 
-        await eventually(offline, timeout=20.0)
+        await eventually(offline, timeout=30.0)
     finally:
         await proxy.stop()
         with contextlib.suppress(Exception):  # the connection is already gone
@@ -305,7 +305,7 @@ async def test_command_queued_while_offline_is_delivered_on_reconnect(gateway: G
                 received.append(json.loads(message.payload))
                 return
 
-        await asyncio.wait_for(first(), 15.0)
+        await asyncio.wait_for(first(), 30.0)
         assert received[0]["command_id"] == command["id"]
         assert received[0]["payload"] == {"text": "欢迎光临"}
         await client.publish(
@@ -319,7 +319,7 @@ async def test_command_queued_while_offline_is_delivered_on_reconnect(gateway: G
             )
             return r.json()["state"] == "acked"
 
-        await eventually(acked, timeout=15.0)
+        await eventually(acked, timeout=30.0)
         await client.publish(f"devices/{sn}/presence", b"offline", qos=1)
     intruder = await gateway.client.get(
         f"/v1/devices/{device['id']}/commands/{command['id']}",
@@ -340,7 +340,7 @@ async def test_unacknowledged_command_is_sent_again(gateway: Gateway) -> None:
         async def is_online() -> bool:
             return bool((await device_state(gateway, merchant_id, device["id"]))["online"])
 
-        await eventually(is_online, timeout=15.0)
+        await eventually(is_online, timeout=30.0)
         response = await gateway.client.post(
             f"/v1/devices/{device['id']}/commands",
             json={"kind": "open_drawer"},
@@ -358,7 +358,7 @@ async def test_unacknowledged_command_is_sent_again(gateway: Gateway) -> None:
                 if len(ids) == 2:
                     return
 
-        await asyncio.wait_for(twice(), 15.0)
+        await asyncio.wait_for(twice(), 30.0)
         assert ids == [command_id, command_id]
         await client.publish(f"devices/{sn}/presence", b"offline", qos=1)
 
