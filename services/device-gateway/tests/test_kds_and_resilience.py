@@ -120,7 +120,7 @@ async def test_kitchen_display_feed_resumes_with_last_event_id(gateway: Gateway)
             3,
             **{"Last-Event-ID": str(max(e["id"] for e in events))},
         ),
-        15.0,
+        30.0,
     )
     assert [(e["data"]["ticket_id"], e["data"]["state"]) for e in resumed] == [
         (str(first.ticket_id), "in_progress"),

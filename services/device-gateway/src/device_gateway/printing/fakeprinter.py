@@ -187,7 +187,7 @@ class FakePrinter:
     def texts(self) -> list[str]:
         return [p.text for p in self.printed]
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Printout]:
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[Printout]:
         """Wait until ``count`` printouts came out in total."""
         async with self._changed:
             await asyncio.wait_for(
