@@ -117,7 +117,15 @@ class MqttBridge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.command_poll_interval)
             self._wake.clear()
-            await self.send_pending(client)
+            try:
+                await self.send_pending(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Nothing was marked sent (the transaction rolled back): the next round
+                # sends it again. A dead connection ends the receive loop and reconnects.
+                log.warning("sending device commands failed: %s", exc)
+                await asyncio.sleep(self.settings.command_poll_interval)
 
     async def send_pending(self, client: aiomqtt.Client) -> int:
         sent = 0
