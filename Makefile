@@ -56,6 +56,7 @@ fmt: install
 bench: install
 	$(RUN) python bench/checkout.py --start
 	$(RUN) python bench/outbox_relay.py
+	$(RUN) python bench/printing.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

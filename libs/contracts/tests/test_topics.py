@@ -32,6 +32,8 @@ EXPECTED_EVENT_TOPICS = {
     "members.points": "members",
     "payments.payment": "payments",
     "device-gateway.device": "device-gateway",
+    "device-gateway.print_job": "device-gateway",
+    "device-gateway.alert": "device-gateway",
 }
 
 

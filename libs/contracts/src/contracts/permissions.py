@@ -24,6 +24,8 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
         "reports:read": "Read sales and operating reports.",
         "settings:manage": "Change merchant-wide settings, regions and the merchant profile.",
         "audit:read": "Read the security audit log.",
+        "devices:manage": "Bind, unbind and rebind devices (terminals, printers, displays).",
+        "devices:operate": "Reprint, send commands to devices and bump kitchen display tickets.",
     }
 )
 

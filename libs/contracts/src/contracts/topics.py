@@ -138,7 +138,13 @@ for _topic in (
     Topic("members.member", "members", "Members, their tags, levels and stored-value accounts."),
     Topic("members.points", "members", "Points ledger: awarded, redeemed, expired, reversed."),
     Topic("payments.payment", "payments", "Payments and refunds across every method."),
-    Topic("device-gateway.device", "device-gateway", "Devices: registered, bound, unbound."),
+    Topic(
+        "device-gateway.device",
+        "device-gateway",
+        "Devices: bound, unbound, rebound to another store, online, offline.",
+    ),
+    Topic("device-gateway.print_job", "device-gateway", "Print jobs that failed after retries."),
+    Topic("device-gateway.alert", "device-gateway", "Device alerts: paper out, offline, failed."),
     Topic(
         ALERTS_TOPIC,
         PLATFORM,

@@ -32,6 +32,8 @@ _STORE_MANAGER_DEFAULT = frozenset(
         "members:write",
         "staff:manage",
         "reports:read",
+        "devices:manage",
+        "devices:operate",
     }
 )
 
@@ -39,7 +41,8 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
-    Role.CASHIER: frozenset({"orders:write"}),
+    # A cashier reprints a ticket and bumps the kitchen display without asking anyone.
+    Role.CASHIER: frozenset({"orders:write", "devices:operate"}),
 }
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
@@ -47,7 +50,7 @@ ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage", "catalog:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
     Role.CASHIER: frozenset(
-        {"orders:write", "orders:discount", "refunds:approve", "members:write"}
+        {"orders:write", "orders:discount", "refunds:approve", "members:write", "devices:operate"}
     ),
 }
 

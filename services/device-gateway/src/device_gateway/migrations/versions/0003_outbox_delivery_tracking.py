@@ -1,7 +1,7 @@
 """Outbox delivery tracking: where the broker acknowledged each row, and parked rows.
 
-Revision ID: 0002_outbox_delivery_tracking
-Revises: 0001
+Revision ID: 0003_outbox_delivery_tracking
+Revises: 0002_devices_registry_printing
 Create Date: 2026-11-26
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from servicekit.schema import add_outbox_delivery_columns, drop_outbox_delivery_columns
 
-revision: str = "0002_outbox_delivery_tracking"
-down_revision: str | None = "0001"
+revision: str = "0003_outbox_delivery_tracking"
+down_revision: str | None = "0002_devices_registry_printing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
