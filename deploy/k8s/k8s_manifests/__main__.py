@@ -7,6 +7,6 @@ import sys
 # so the production start-up checks (which need real secrets) do not apply to it.
 os.environ.setdefault("COUNTERTOP_ENV", "test")
 
-from k8s_manifests import main  # noqa: E402
+from k8s_manifests import main
 
 sys.exit(main())
