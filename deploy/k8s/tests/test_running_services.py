@@ -257,7 +257,6 @@ async def test_processes_answer_probes_and_expose_every_queried_metric(
     assert not wrong, wrong
 
 
-
 async def test_migration_jobs_migrate_and_can_run_again(
     servers: Servers, services: list[Any], dev_manifests: Any
 ) -> None:
