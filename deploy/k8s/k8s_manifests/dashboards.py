@@ -200,6 +200,36 @@ def dashboards(services: list[Service]) -> dict[str, dict[str, Any]]:
         ),
     )
     pay.panel(
+        "Payments completed in the last 15 minutes, by method and status",
+        "short",
+        (
+            "max by (method, status) (countertop_payments_recent)",
+            "{{method}} {{status}}",
+        ),
+    )
+    pay.panel(
+        "Failure ratio by method (last 15 minutes)",
+        "percentunit",
+        (
+            'max by (method) (countertop_payments_recent{status="failed"}) / '
+            "max by (method) (countertop_payments_recent)",
+            "{{method}}",
+        ),
+    )
+    pay.panel(
+        "Fees charged in the last 15 minutes (minor units)",
+        "short",
+        (
+            "max by (method, currency) (countertop_payments_recent_fees_minor)",
+            "{{method}} {{currency}}",
+        ),
+    )
+    pay.panel(
+        "Oldest payment waiting for its provider",
+        "s",
+        ("max(countertop_payments_pending_oldest_age_seconds)", "oldest pending"),
+    )
+    pay.panel(
         "Payment API requests by route and status",
         "reqps",
         (

@@ -82,9 +82,18 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
             egress.append(
                 {"to": [_pods(**{"app.kubernetes.io/name": MQTT_HOST})], "ports": _tcp(1883)}
             )
+            # The stores' network printers (raw TCP), outside the cluster.
+            egress.append({"to": [anywhere_but_cluster], "ports": _tcp(9100)})
         if svc.name == "payments":
             # Payment providers' APIs, outside the cluster.
             egress.append({"to": [anywhere_but_cluster], "ports": _tcp(443)})
+            # Orders' API, for an order the orders events have not brought yet.
+            egress.append(
+                {
+                    "to": [{"podSelector": {"matchLabels": labels("orders", "api")}}],
+                    "ports": _tcp(8102),
+                }
+            )
         ingress: list[dict[str, Any]] = [
             {"from": [_namespace("monitoring")], "ports": _tcp(HTTP_PORT_NAME)},
         ]
@@ -98,6 +107,11 @@ def network_policies(services: list[Service]) -> list[dict[str, Any]]:
         if svc.name == "identity":
             # Every service fetches identity's JWKS to verify tokens.
             api_from.append({"podSelector": {"matchLabels": part_of}})
+        if svc.name == "orders":
+            # Payments reads an order through when the orders events lag.
+            api_from.append(
+                {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "payments"}}}
+            )
         out.append(
             _policy(
                 f"{svc.name}-api-ingress",

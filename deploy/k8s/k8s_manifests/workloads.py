@@ -38,6 +38,8 @@ def config_map(svc: Service) -> dict[str, Any]:
     if svc.name == "payments":
         data[f"{p}PUBLIC_URL"] = "https://api.countertop.example.com"
         data[f"{p}SANDBOX_INSTRUCTIONS_ENABLED"] = "false"
+        # A payment that outruns the orders events reads its order from orders' API.
+        data[f"{p}ORDERS_URL"] = "http://orders:8102"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from payments.config import Settings
+from payments.payment import figures
 from payments.payment.reconcile import Reconciler
 from payments.payment.router import router as payments_router
 from payments.providers import Providers
@@ -23,6 +24,7 @@ from servicekit.app import Runtime
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
+from servicekit.telemetry import metrics
 
 PUBLISHES = ["payments.payment"]
 
@@ -53,6 +55,9 @@ def create_app(
     registry = Providers(adapters, config.method_providers)
 
     async def start_reconciler(runtime: Runtime) -> None:
+        runtime.extras["unregister_figures"] = metrics.register_scrape_hook(
+            config.service_name, figures.refresher(runtime.database)
+        )
         if config.run_reconciler:
             reconciler = Reconciler(
                 runtime.database,
@@ -65,6 +70,9 @@ def create_app(
             runtime.extras["reconciler"] = reconciler
 
     async def stop_background(runtime: Runtime) -> None:
+        unregister = runtime.extras.pop("unregister_figures", None)
+        if unregister is not None:
+            unregister()
         reconciler = runtime.extras.pop("reconciler", None)
         if isinstance(reconciler, Reconciler):
             await reconciler.stop()
