@@ -154,6 +154,7 @@ async def test_the_broker_loses_its_log_at_midday(system: System, broker: Killab
     )
     assert registered.status_code == 201, registered.text
     member_id = registered.json()["id"]
+    await till.wait_member_known(member_id)
     rule = (await system.members.client.get("/v1/points-rule", headers=hq.headers)).json()
 
     sold: Counter[str] = Counter()

@@ -129,6 +129,20 @@ class Till:
         )
         return order
 
+    async def wait_member_known(self, member_id: str) -> None:
+        """Orders takes an order for a member only once members' event told it of the member."""
+
+        async def known() -> bool:
+            found = await self.system.orders.scalar(
+                sa.select(OrdersMember.member_id).where(
+                    OrdersMember.merchant_id == uuid.UUID(self.merchant.id),
+                    OrdersMember.member_id == uuid.UUID(member_id),
+                )
+            )
+            return found is not None
+
+        await wait_for(known, f"orders learns of member {member_id}")
+
     async def payments_replica(self, order_id: str, state: str) -> bool:
         found = await self.system.payments.scalar(
             sa.select(OrderReplica.state).where(OrderReplica.order_id == uuid.UUID(order_id))
@@ -341,17 +355,7 @@ async def test_a_day_at_the_till(system: System) -> None:
     member_id = found.json()["id"]
     assert member_id == registered.json()["id"]
 
-    # Orders takes an order for a member only once members' event has told it of the member.
-    async def member_known() -> bool:
-        known = await system.orders.scalar(
-            sa.select(OrdersMember.member_id).where(
-                OrdersMember.merchant_id == uuid.UUID(merchant.id),
-                OrdersMember.member_id == uuid.UUID(member_id),
-            )
-        )
-        return known is not None
-
-    await wait_for(member_known, "orders learns members' member")
+    await till.wait_member_known(member_id)
 
     sold: dict[str, Counter[str]] = {}
     totals: dict[str, int] = {}
