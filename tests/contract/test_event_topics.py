@@ -51,7 +51,7 @@ def test_unroutable_events_are_reported(event_type: str, problem: str) -> None:
 def test_routable_events_are_not_reported() -> None:
     registry = EventRegistry()
 
-    @registry.event(type="device-gateway.device.bound", version=1)
+    @registry.event(type="devices.device.bound", version=1)
     class DeviceBound(EventPayload):
         device_id: uuid.UUID
 

@@ -17,6 +17,7 @@ from contracts.topics import (
     get_topic,
     split_event_type,
     topic_for_event_type,
+    topic_prefix,
     validate_topic_name,
 )
 
@@ -31,16 +32,16 @@ EXPECTED_EVENT_TOPICS = {
     "members.member": "members",
     "members.points": "members",
     "payments.payment": "payments",
-    "device-gateway.device": "device-gateway",
-    "device-gateway.print_job": "device-gateway",
-    "device-gateway.alert": "device-gateway",
+    "devices.device": "device-gateway",
+    "devices.print_job": "device-gateway",
+    "devices.alert": "device-gateway",
 }
 
 
 def test_registered_topics() -> None:
     expected = {
         **{name: (owner, "events") for name, owner in EXPECTED_EVENT_TOPICS.items()},
-        **{f"{s}.commands": (s, "commands") for s in SERVICES},
+        **{f"{topic_prefix(s)}.commands": (s, "commands") for s in SERVICES},
         SAGA_REPLIES_TOPIC: ("identity", "replies"),
         "platform.alerts": ("platform", "alerts"),
     }
@@ -67,7 +68,7 @@ def test_registry_is_read_only() -> None:
     [
         ("orders.order.placed", "orders.order"),
         ("orders.kitchen_ticket.bumped", "orders.kitchen_ticket"),
-        ("device-gateway.device.bound", "device-gateway.device"),
+        ("devices.device.bound", "devices.device"),
         ("payments.payment.refund_succeeded", "payments.payment"),
     ],
 )
@@ -108,7 +109,9 @@ def test_malformed_event_types(event_type: str) -> None:
 
 
 def test_split_event_type() -> None:
-    assert split_event_type("device-gateway.device.bound") == ("device-gateway", "device", "bound")
+    assert split_event_type("devices.device.bound") == ("devices", "device", "bound")
+    assert topic_prefix("device-gateway") == "devices"
+    assert topic_prefix("orders") == "orders"
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,7 @@ def test_dlq_topic() -> None:
 
 
 def test_commands_topic() -> None:
-    assert commands_topic("device-gateway") == "device-gateway.commands"
+    assert commands_topic("device-gateway") == "devices.commands"
     assert commands_topic("payments") in TOPICS
     with pytest.raises(ValueError, match="unknown service"):
         commands_topic("billing")

@@ -109,12 +109,12 @@ async def test_a_device_offline_too_long_raises_one_alert_until_it_returns(
     )
     alerts = [a for a in response.json()["items"] if a["device_id"] == device["id"]]
     assert [a["kind"] for a in alerts] == ["offline"]
-    (raised,) = await gateway.wait_events("device-gateway.alert.raised", merchant_id)
+    (raised,) = await gateway.wait_events("devices.alert.raised", merchant_id)
     assert raised.payload["kind"] == "offline"
 
     async with gateway.mqtt_client(device["sn"]) as client:
         await client.publish(f"devices/{device['sn']}/presence", b"online", qos=1)
-    (resolved,) = await gateway.wait_events("device-gateway.alert.resolved", merchant_id)
+    (resolved,) = await gateway.wait_events("devices.alert.resolved", merchant_id)
     assert resolved.payload["alert_id"] == raised.payload["alert_id"]
     response = await gateway.client.get(
         f"/v1/stores/{store_id}/alerts", headers=gateway.auth(merchant_id)
@@ -152,5 +152,5 @@ async def test_a_cloud_printer_reports_paper_out_and_back(gateway: Gateway) -> N
         f"/v1/devices/{printer['id']}", headers=gateway.auth(merchant_id)
     )
     assert response.json()["state"]["paper"] == "ok"
-    raised = await gateway.wait_events("device-gateway.alert.raised", merchant_id)
+    raised = await gateway.wait_events("devices.alert.raised", merchant_id)
     assert [e.payload["kind"] for e in raised] == ["paper_out"]

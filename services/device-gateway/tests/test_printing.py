@@ -205,7 +205,7 @@ async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
     assert job["attempts"] == 3
     assert "paper_out" in job["last_error"]
     assert printer.printed == []  # never sent to a printer without paper
-    (failed,) = await gateway.wait_events("device-gateway.print_job.failed", merchant_id)
+    (failed,) = await gateway.wait_events("devices.print_job.failed", merchant_id)
     assert failed.payload["source_id"] == str(sent.ticket_id)
     response = await gateway.client.get(
         f"/v1/stores/{store_id}/alerts", headers=gateway.auth(merchant_id)

@@ -158,9 +158,9 @@ async def test_bind_unbind_rebind_with_audit_events_and_credentials(gateway: Gat
     revoked = await gateway.client.post("/v1/mqtt/auth", json=login)
     assert revoked.json()["result"] == "deny"
 
-    (bound,) = await gateway.wait_events("device-gateway.device.bound", merchant_id)
-    (rebound,) = await gateway.wait_events("device-gateway.device.rebound", merchant_id)
-    (gone,) = await gateway.wait_events("device-gateway.device.unbound", merchant_id)
+    (bound,) = await gateway.wait_events("devices.device.bound", merchant_id)
+    (rebound,) = await gateway.wait_events("devices.device.rebound", merchant_id)
+    (gone,) = await gateway.wait_events("devices.device.unbound", merchant_id)
     assert bound.payload["store_id"] == str(store_a)
     assert rebound.payload["previous_store_id"] == str(store_a)
     assert rebound.payload["store_id"] == str(store_b)
@@ -261,8 +261,8 @@ async def test_presence_with_last_will_and_events(gateway: Gateway) -> None:
         await proxy.stop()
         with contextlib.suppress(Exception):  # the connection is already gone
             await client.__aexit__(None, None, None)
-    (went_online,) = await gateway.wait_events("device-gateway.device.online", merchant_id)
-    (went_offline,) = await gateway.wait_events("device-gateway.device.offline", merchant_id)
+    (went_online,) = await gateway.wait_events("devices.device.online", merchant_id)
+    (went_offline,) = await gateway.wait_events("devices.device.offline", merchant_id)
     assert went_online.payload["sn"] == sn
     assert went_offline.payload["sn"] == sn
     state = await device_state(gateway, merchant_id, device["id"])
@@ -402,7 +402,7 @@ async def test_rebind_to_another_merchant_revokes_credentials_and_drops_commands
         f"/v1/devices/{device['id']}", headers=gateway.auth(new_merchant)
     )
     assert new_view.json()["store_id"] == str(new_store)
-    (rebound,) = await gateway.wait_events("device-gateway.device.rebound", new_merchant)
+    (rebound,) = await gateway.wait_events("devices.device.rebound", new_merchant)
     assert rebound.payload["previous_merchant_id"] == str(old_merchant)
     assert rebound.payload["previous_store_id"] == str(old_store)
     history = await gateway.client.get(

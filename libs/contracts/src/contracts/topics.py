@@ -33,6 +33,16 @@ SERVICES: tuple[str, ...] = (
 )
 """Service names as they appear in topic and event-type names."""
 
+TOPIC_PREFIXES: Mapping[str, str] = MappingProxyType({"device-gateway": "devices"})
+"""Services whose topics and event types are not named after the service itself: the device
+gateway publishes the ``devices.*`` family (``devices.device``, ``devices.print_job``...)."""
+
+
+def topic_prefix(service: str) -> str:
+    """The first segment of ``service``'s topics and event types."""
+    return TOPIC_PREFIXES.get(service, service)
+
+
 PLATFORM = "platform"
 """The owner of what servicekit itself publishes in every service (not a service)."""
 
@@ -88,8 +98,11 @@ class Topic:
         validate_topic_name(self.name)
         if self.owner not in (*SERVICES, PLATFORM):
             raise ValueError(f"topic {self.name!r}: unknown owner service {self.owner!r}")
-        if not self.name.startswith(self.owner + "."):
-            raise ValueError(f"topic {self.name!r} must start with its owner {self.owner!r}")
+        if not self.name.startswith(topic_prefix(self.owner) + "."):
+            raise ValueError(
+                f"topic {self.name!r} must start with {topic_prefix(self.owner)!r}, "
+                f"the prefix of its owner {self.owner!r}"
+            )
         if self.name.endswith(DLQ_SUFFIX):
             raise ValueError(f"topic {self.name!r}: dead-letter topics are derived, not registered")
         if not self.description.strip():
@@ -139,12 +152,12 @@ for _topic in (
     Topic("members.points", "members", "Points ledger: awarded, redeemed, expired, reversed."),
     Topic("payments.payment", "payments", "Payments and refunds across every method."),
     Topic(
-        "device-gateway.device",
+        "devices.device",
         "device-gateway",
         "Devices: bound, unbound, rebound to another store, online, offline.",
     ),
-    Topic("device-gateway.print_job", "device-gateway", "Print jobs that failed after retries."),
-    Topic("device-gateway.alert", "device-gateway", "Device alerts: paper out, offline, failed."),
+    Topic("devices.print_job", "device-gateway", "Print jobs that failed after retries."),
+    Topic("devices.alert", "device-gateway", "Device alerts: paper out, offline, failed."),
     Topic(
         ALERTS_TOPIC,
         PLATFORM,
@@ -153,7 +166,7 @@ for _topic in (
     ),
     *(
         Topic(
-            f"{service}.commands",
+            f"{topic_prefix(service)}.commands",
             service,
             f"Saga commands addressed to {service}, from the saga coordinator.",
             kind="commands",
@@ -200,7 +213,7 @@ def commands_topic(service: str) -> str:
     """Where saga commands for ``service`` go: ``"payments"`` -> ``"payments.commands"``."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}")
-    return f"{service}.commands"
+    return f"{topic_prefix(service)}.commands"
 
 
 def dlq_topic(topic: str) -> str:

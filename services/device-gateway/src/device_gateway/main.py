@@ -31,7 +31,7 @@ from servicekit.db import Database
 
 log = logging.getLogger(__name__)
 
-PUBLISHES = ["device-gateway.device", "device-gateway.print_job", "device-gateway.alert"]
+PUBLISHES = ["devices.device", "devices.print_job", "devices.alert"]
 
 
 async def _offline_alerts(database: Database, settings: Settings) -> None:

@@ -2,7 +2,7 @@
 and device alerts a store manager should see.
 
 The gateway's service name is ``device-gateway``, so its event types are
-``device-gateway.device.bound``, ``device-gateway.print_job.failed`` and so on.
+``devices.device.bound``, ``devices.print_job.failed`` and so on.
 """
 
 from __future__ import annotations
@@ -36,17 +36,17 @@ class DeviceRef(EventPayload):
     station: str | None = None
 
 
-@event(type="device-gateway.device.bound", version=1)
+@event(type="devices.device.bound", version=1)
 class DeviceBound(DeviceRef):
     bound_by: UUID | None = None
 
 
-@event(type="device-gateway.device.unbound", version=1)
+@event(type="devices.device.unbound", version=1)
 class DeviceUnbound(DeviceRef):
     unbound_by: UUID | None = None
 
 
-@event(type="device-gateway.device.rebound", version=1)
+@event(type="devices.device.rebound", version=1)
 class DeviceRebound(DeviceRef):
     """The device moved to ``store_id`` (of the envelope's merchant) in one step."""
 
@@ -55,18 +55,18 @@ class DeviceRebound(DeviceRef):
     rebound_by: UUID | None = None
 
 
-@event(type="device-gateway.device.online", version=1)
+@event(type="devices.device.online", version=1)
 class DeviceOnline(DeviceRef):
     at: AwareDatetime
 
 
-@event(type="device-gateway.device.offline", version=1)
+@event(type="devices.device.offline", version=1)
 class DeviceOffline(DeviceRef):
     at: AwareDatetime
     last_seen_at: AwareDatetime | None = None
 
 
-@event(type="device-gateway.print_job.failed", version=1)
+@event(type="devices.print_job.failed", version=1)
 class PrintJobFailed(EventPayload):
     """The last retry of a print job failed: nothing was printed."""
 
@@ -79,7 +79,7 @@ class PrintJobFailed(EventPayload):
     reason: str
 
 
-@event(type="device-gateway.alert.raised", version=1)
+@event(type="devices.alert.raised", version=1)
 class DeviceAlertRaised(EventPayload):
     alert_id: UUID
     store_id: UUID
@@ -88,7 +88,7 @@ class DeviceAlertRaised(EventPayload):
     detail: str
 
 
-@event(type="device-gateway.alert.resolved", version=1)
+@event(type="devices.alert.resolved", version=1)
 class DeviceAlertResolved(EventPayload):
     alert_id: UUID
     store_id: UUID

@@ -4,7 +4,7 @@ on the station's printers in priority order (failover) until printed or failed.
 
 States: ``queued`` → ``sent`` (claimed, on its way; a lease covers a gateway that dies here)
 → ``printed``; or back to ``queued`` with a later ``next_attempt_at``; or ``failed`` after the
-last attempt, with ``device-gateway.print_job.failed`` and a ``print_failed`` alert.
+last attempt, with ``devices.print_job.failed`` and a ``print_failed`` alert.
 """
 
 from __future__ import annotations
