@@ -111,7 +111,8 @@ async def test_stock_in_replays_with_the_same_idempotency_key(harness: Any) -> N
 async def test_a_cashier_of_another_store_cannot_replay_the_hq_stock_in(harness: Any) -> None:
     """The HQ admin receives goods into S2; a cashier of S1 resends it with the same key and
     gets what a fresh request would get, not S2's movements."""
-    merchant, s1, s2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    merchant = uuid.uuid4()
+    s1, s2 = await harness.store(merchant), await harness.store(merchant)
     product = await harness.product(merchant)
     body = {"occurred_at": T0.isoformat(), "lines": [{"product_id": product["id"], "quantity": 4}]}
     key = {"Idempotency-Key": f"dn-{uuid.uuid4().hex}"}

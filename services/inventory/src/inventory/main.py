@@ -6,10 +6,12 @@
 from fastapi import FastAPI
 
 from inventory.catalog.router import router as catalog_router
+from inventory.categories.router import router as categories_router
 from inventory.config import Settings
 from inventory.stock.handlers import handlers as sales_handlers
 from inventory.stock.router import router as stock_router
 from inventory.stores.handlers import handlers as store_handlers
+from inventory.taxes.router import router as taxes_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
@@ -26,7 +28,7 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Inventory",
-        routers=[catalog_router, stock_router],
+        routers=[catalog_router, categories_router, taxes_router, stock_router],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
         bus=bus,
