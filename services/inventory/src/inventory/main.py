@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from inventory.catalog.router import router as catalog_router
 from inventory.categories.router import router as categories_router
 from inventory.config import Settings
+from inventory.purchasing.router import orders as purchase_orders_router
+from inventory.purchasing.router import suppliers as suppliers_router
 from inventory.stock.handlers import handlers as sales_handlers
 from inventory.stock.router import router as stock_router
 from inventory.stores.handlers import handlers as store_handlers
@@ -28,7 +30,14 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Inventory",
-        routers=[catalog_router, categories_router, taxes_router, stock_router],
+        routers=[
+            catalog_router,
+            categories_router,
+            taxes_router,
+            stock_router,
+            suppliers_router,
+            purchase_orders_router,
+        ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
         bus=bus,
