@@ -12,6 +12,7 @@ from inventory.purchasing.router import orders as purchase_orders_router
 from inventory.purchasing.router import suppliers as suppliers_router
 from inventory.stock.handlers import handlers as sales_handlers
 from inventory.stock.router import router as stock_router
+from inventory.stocktakes.router import router as stocktakes_router
 from inventory.stores.handlers import handlers as store_handlers
 from inventory.taxes.router import router as taxes_router
 from servicekit.app import create_app as build_app
@@ -37,6 +38,7 @@ def create_app(
             stock_router,
             suppliers_router,
             purchase_orders_router,
+            stocktakes_router,
         ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
