@@ -15,6 +15,8 @@ from inventory.stock.router import router as stock_router
 from inventory.stocktakes.router import router as stocktakes_router
 from inventory.stores.handlers import handlers as store_handlers
 from inventory.taxes.router import router as taxes_router
+from inventory.transfers.router import router as transfers_router
+from inventory.transfers.router import stock as stock_overview_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
@@ -39,6 +41,8 @@ def create_app(
             suppliers_router,
             purchase_orders_router,
             stocktakes_router,
+            transfers_router,
+            stock_overview_router,
         ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,

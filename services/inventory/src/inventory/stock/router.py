@@ -140,14 +140,21 @@ async def list_stock(
     session: SessionDep,
     params: CursorParamsDep,
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
+    low: Annotated[bool | None, Query(description="Only at or below threshold")] = None,
 ) -> Page[StockLevelOut]:
-    """Every product with a ledger in this store."""
+    """Every product with a ledger in this store; ``low=true`` is the store's low-stock
+    list."""
     await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
         StockLevel.store_id == store_id
     )
     if negative is not None:
         stmt = stmt.where((StockLevel.on_hand < 0) == negative)
+    if low is not None:
+        is_low = sa.and_(
+            StockLevel.low_threshold.is_not(None), StockLevel.on_hand <= StockLevel.low_threshold
+        )
+        stmt = stmt.where(is_low if low else sa.not_(is_low))
     return await paginate(
         session,
         stmt,

@@ -10,7 +10,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
 from servicekit.text import StorableStr
 
-MovementKind = Literal["sale", "refund_return", "stock_in", "adjustment", "count"]
+MovementKind = Literal[
+    "sale", "refund_return", "stock_in", "adjustment", "count", "transfer_out", "transfer_in"
+]
 Quantity = Annotated[int, Strict(), Field(gt=0, le=10**9)]
 Note = Annotated[StorableStr, Field(min_length=1, max_length=500)]
 
