@@ -37,7 +37,7 @@ from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(inventory.__file__).parent / "migrations"
 KEY = generate_signing_key()
-ALL_SCOPES = frozenset({"catalog:manage", "inventory:adjust", "orders:write"})
+ALL_SCOPES = frozenset({"catalog:manage", "inventory:adjust", "orders:write", "reports:read"})
 
 
 def verifier() -> TokenVerifier:

@@ -15,6 +15,7 @@ from inventory.stock.router import router as stock_router
 from inventory.stocktakes.router import router as stocktakes_router
 from inventory.stores.handlers import handlers as store_handlers
 from inventory.taxes.router import router as taxes_router
+from inventory.tobacco.router import router as tobacco_router
 from inventory.transfers.router import router as transfers_router
 from inventory.transfers.router import stock as stock_overview_router
 from servicekit.app import create_app as build_app
@@ -43,6 +44,7 @@ def create_app(
             stocktakes_router,
             transfers_router,
             stock_overview_router,
+            tobacco_router,
         ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,

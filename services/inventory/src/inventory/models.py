@@ -169,6 +169,9 @@ class Store(Base):
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     status: Mapped[str] = mapped_column(sa.Text)
     version: Mapped[int] = mapped_column(sa.Integer)
+    #: IANA name; the store's business day. Unknown until a created/updated event arrives.
+    timezone: Mapped[str | None] = mapped_column(sa.Text)
+    region_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
 
 
 def _product_fk(table: str) -> sa.ForeignKeyConstraint:

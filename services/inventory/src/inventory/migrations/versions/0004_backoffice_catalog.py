@@ -35,6 +35,9 @@ def _product_fk(table: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
+    # The store's day (tobacco reports, scheduled prices) and its region (store groups).
+    op.add_column("stores", sa.Column("timezone", sa.Text, nullable=True))
+    op.add_column("stores", sa.Column("region_id", UUID, nullable=True))
     op.create_table(
         "categories",
         sa.Column("merchant_id", UUID, primary_key=True),
@@ -270,3 +273,5 @@ def downgrade() -> None:
     op.drop_column("products", "extra_barcodes")
     op.drop_column("products", "tobacco_code")
     op.drop_column("products", "packs")
+    op.drop_column("stores", "region_id")
+    op.drop_column("stores", "timezone")
