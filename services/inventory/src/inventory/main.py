@@ -8,6 +8,9 @@ from fastapi import FastAPI
 from inventory.catalog.router import router as catalog_router
 from inventory.categories.router import router as categories_router
 from inventory.config import Settings
+from inventory.pricing.router import changes as price_changes_router
+from inventory.pricing.router import groups as store_groups_router
+from inventory.pricing.service import start_scheduler, stop_scheduler
 from inventory.purchasing.router import orders as purchase_orders_router
 from inventory.purchasing.router import suppliers as suppliers_router
 from inventory.stock.handlers import handlers as sales_handlers
@@ -45,9 +48,13 @@ def create_app(
             transfers_router,
             stock_overview_router,
             tobacco_router,
+            store_groups_router,
+            price_changes_router,
         ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,
+        on_startup=[start_scheduler],
+        on_shutdown=[stop_scheduler],
     )

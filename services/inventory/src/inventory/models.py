@@ -58,6 +58,11 @@ class Product(Base):
     #: Barcodes beyond ``barcode`` and the packs' own, ``[{"barcode", "pack_unit"}]``; every
     #: barcode is also a row of ``product_barcodes``, which keeps them unique and looks them up.
     extra_barcodes: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB, server_default="[]")
+    #: What a store's own staff may do to the price: ``allowed``, ``forbidden`` or ``range``
+    #: (between ``override_min`` and ``override_max``). HQ's distributed prices always apply.
+    store_override: Mapped[str] = mapped_column(sa.Text, server_default="allowed")
+    override_min: Mapped[int | None] = mapped_column(sa.BigInteger)
+    override_max: Mapped[int | None] = mapped_column(sa.BigInteger)
     version: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
@@ -446,3 +451,59 @@ class TransferLine(Base):
     requested: Mapped[int] = mapped_column(sa.BigInteger)
     shipped: Mapped[int | None] = mapped_column(sa.BigInteger)
     received: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class StoreGroup(Base):
+    """A set of stores HQ prices together (a city, a format)."""
+
+    __tablename__ = "store_groups"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    store_ids: Mapped[list[uuid.UUID]] = mapped_column(pg.ARRAY(pg.UUID(as_uuid=True)))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = _created()
+
+
+class PriceChange(Base):
+    """HQ's new prices for every store or a group, now or at a local time in each store."""
+
+    __tablename__ = "price_changes"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    store_group_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
+    all_stores: Mapped[bool] = mapped_column(sa.Boolean)
+    #: Wall-clock time in each store's timezone; ``None``: at once.
+    effective_local: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=False))
+    #: ``[{"product_id", "amount", "currency"}]``.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
+    status: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class PriceChangeStore(Base):
+    """One store's part of a price change, due at the change's local time in that store."""
+
+    __tablename__ = "price_change_stores"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["merchant_id", "price_change_id"],
+            ["price_changes.merchant_id", "price_changes.id"],
+            name="fk_price_change_stores_change",
+        ),
+        sa.Index(
+            "ix_price_change_stores_due",
+            "due_at",
+            postgresql_where=sa.text("applied_at IS NULL AND NOT cancelled"),
+        ),
+    )
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    price_change_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    cancelled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())

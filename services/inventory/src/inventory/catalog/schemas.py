@@ -14,6 +14,7 @@ from inventory.catalog.barcode import is_valid_barcode
 from servicekit.text import StorableStr
 
 ProductStatus = Literal["active", "inactive", "discontinued"]
+StoreOverride = Literal["allowed", "forbidden", "range"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
 Text = Annotated[StorableStr, Field(min_length=1, max_length=200)]
 Sku = Annotated[StorableStr, Field(min_length=1, max_length=64)]
@@ -79,6 +80,11 @@ class ProductCreate(BaseModel):
     kitchen_station: Station | None = None
     packs: Packs = []
     tobacco_code: TobaccoCode | None = None
+    store_override: StoreOverride = Field(
+        default="allowed", description="What a store's own staff may do to the price."
+    )
+    override_min: Price | None = None
+    override_max: Price | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -105,6 +111,9 @@ class ProductUpdate(BaseModel):
     kitchen_station: Station | None = None
     packs: Packs | None = None
     tobacco_code: TobaccoCode | None = None
+    store_override: StoreOverride | None = None
+    override_min: Price | None = None
+    override_max: Price | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -158,6 +167,9 @@ class ProductOut(BaseModel):
     packs: list[Pack]
     barcodes: list[BarcodeOut] = Field(description="Every barcode of the product and its packs.")
     tobacco_code: str | None
+    store_override: StoreOverride
+    override_min: Money | None
+    override_max: Money | None
     version: int
     created_at: datetime
     updated_at: datetime

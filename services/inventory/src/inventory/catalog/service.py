@@ -68,7 +68,7 @@ def require_merchant_wide(principal: Principal) -> None:
         )
 
 
-def _snapshot(product: Product) -> dict[str, Any]:
+def snapshot(product: Product) -> dict[str, Any]:
     return {
         "product_id": product.id,
         "version": product.version,
@@ -185,7 +185,7 @@ async def _check_references(
         await require_rate(session, merchant_id, tax_rate_bps)
 
 
-async def _emit(
+async def emit(
     session: AsyncSession, product: Product, payload: BaseModel, store_id: uuid.UUID | None = None
 ) -> None:
     envelope = make_envelope(
@@ -223,6 +223,17 @@ def product_out(
         packs=[Pack.model_validate(pack) for pack in product.packs],
         barcodes=all_barcodes(product),
         tobacco_code=product.tobacco_code,
+        store_override=product.store_override,  # type: ignore[arg-type]
+        override_min=(
+            Money.of(product.override_min, product.currency)
+            if product.override_min is not None
+            else None
+        ),
+        override_max=(
+            Money.of(product.override_max, product.currency)
+            if product.override_max is not None
+            else None
+        ),
         version=product.version,
         created_at=product.created_at,
         updated_at=product.updated_at,
@@ -267,6 +278,8 @@ async def create_product(
 ) -> ProductOut:
     require_merchant_wide(principal)
     _check_currency(data.price, data.cost, "cost")
+    _check_currency(data.price, data.override_min, "override_min")
+    _check_currency(data.price, data.override_max, "override_max")
     _check_packs(data.packs, data.unit)
     await _check_references(
         session,
@@ -291,6 +304,9 @@ async def create_product(
         kitchen_station=data.kitchen_station,
         packs=[pack.model_dump() for pack in data.packs],
         tobacco_code=data.tobacco_code,
+        store_override=data.store_override,
+        override_min=data.override_min.amount if data.override_min else None,
+        override_max=data.override_max.amount if data.override_max else None,
         extra_barcodes=[],
         version=1,
     )
@@ -298,7 +314,7 @@ async def create_product(
     await _flush(session)
     await _sync_barcodes(session, product)
     await session.refresh(product)
-    await _emit(session, product, ProductCreated(**_snapshot(product)))
+    await emit(session, product, ProductCreated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
 
 
@@ -396,7 +412,17 @@ def _check_version(product: Product, version: int) -> None:
 
 
 _NOT_NULLABLE = frozenset(
-    {"sku", "name", "unit", "price", "tax_rate_bps", "is_tobacco", "status", "packs"}
+    {
+        "sku",
+        "name",
+        "unit",
+        "price",
+        "tax_rate_bps",
+        "is_tobacco",
+        "status",
+        "packs",
+        "store_override",
+    }
 )
 
 
@@ -426,6 +452,12 @@ async def update_product(
         value = getattr(data, name)
         if name == "packs":
             product.packs = [pack.model_dump() for pack in value or []]
+        elif name in ("override_min", "override_max"):
+            if value is not None and value.currency != currency:
+                raise ValidationFailed(
+                    [FieldError(name, "currency_mismatch", f"must be in {currency}.")]
+                )
+            setattr(product, name, value.amount if value is not None else None)
         elif name == "price":
             assert price is not None
             product.price, product.currency = price.amount, price.currency
@@ -438,7 +470,7 @@ async def update_product(
     await _flush(session)
     if sent & {"barcode", "packs"}:
         await _sync_barcodes(session, product)
-    await _emit(session, product, ProductUpdated(**_snapshot(product)))
+    await emit(session, product, ProductUpdated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
 
 
@@ -462,7 +494,7 @@ async def add_barcode(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _emit(session, product, ProductUpdated(**_snapshot(product)))
+    await emit(session, product, ProductUpdated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
 
 
@@ -480,8 +512,22 @@ async def remove_barcode(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _emit(session, product, ProductUpdated(**_snapshot(product)))
+    await emit(session, product, ProductUpdated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
+
+
+def check_store_override(product: Product, price: Money | None) -> None:
+    """What HQ lets a store's own staff do to the price (HQ itself is not bound by it)."""
+    if product.store_override == "forbidden":
+        raise Forbidden(
+            "HQ sets this product's price in every store.", code="store_override_forbidden"
+        )
+    if product.store_override == "range" and price is not None:
+        low, high = product.override_min, product.override_max
+        if (low is not None and price.amount < low) or (high is not None and price.amount > high):
+            raise ValidationFailed(
+                [FieldError("price", "price_out_of_range", "outside the range HQ allows.")]
+            )
 
 
 async def set_store_price(
@@ -496,6 +542,8 @@ async def set_store_price(
     await require_writable_store(session, principal, store_id, wait=store_wait)
     product = await get_product(session, principal, product_id, for_update=True)
     _check_version(product, data.version)
+    if principal.store_ids is not None:
+        check_store_override(product, data.price)
     existing = await store_price_of(session, principal, product, store_id)
     if data.price is None:
         if existing is not None:
@@ -521,7 +569,7 @@ async def set_store_price(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _emit(
+    await emit(
         session,
         product,
         ProductPriceChanged(

@@ -66,6 +66,12 @@ def upgrade() -> None:
     op.add_column("products", sa.Column("tobacco_code", sa.Text, nullable=True))
     op.add_column(
         "products",
+        sa.Column("store_override", sa.Text, nullable=False, server_default="allowed"),
+    )
+    op.add_column("products", sa.Column("override_min", sa.BigInteger, nullable=True))
+    op.add_column("products", sa.Column("override_max", sa.BigInteger, nullable=True))
+    op.add_column(
+        "products",
         sa.Column(
             "extra_barcodes", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")
         ),
@@ -252,9 +258,55 @@ def upgrade() -> None:
         _product_fk("transfer_lines"),
     )
 
+    op.create_table(
+        "store_groups",
+        sa.Column("merchant_id", UUID, primary_key=True),
+        sa.Column("id", UUID, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("store_ids", pg.ARRAY(UUID), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        _now(),
+    )
+    op.create_table(
+        "price_changes",
+        sa.Column("merchant_id", UUID, primary_key=True),
+        sa.Column("id", UUID, primary_key=True),
+        sa.Column("store_group_id", UUID, nullable=True),
+        sa.Column("all_stores", sa.Boolean, nullable=False),
+        sa.Column("effective_local", sa.DateTime(timezone=False), nullable=True),
+        sa.Column("lines", pg.JSONB, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("created_by", UUID, nullable=False),
+        _now(),
+    )
+    op.create_table(
+        "price_change_stores",
+        sa.Column("merchant_id", UUID, primary_key=True),
+        sa.Column("price_change_id", UUID, primary_key=True),
+        sa.Column("store_id", UUID, primary_key=True),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.ForeignKeyConstraint(
+            ["merchant_id", "price_change_id"],
+            ["price_changes.merchant_id", "price_changes.id"],
+            name="fk_price_change_stores_change",
+        ),
+    )
+    # What the scheduler scans: pending rows by due time, across merchants.
+    op.create_index(
+        "ix_price_change_stores_due",
+        "price_change_stores",
+        ["due_at"],
+        postgresql_where=sa.text("applied_at IS NULL AND NOT cancelled"),
+    )
+
 
 def downgrade() -> None:
     for table in (
+        "price_change_stores",
+        "price_changes",
+        "store_groups",
         "transfer_lines",
         "transfers",
         "stocktake_entries",
@@ -271,6 +323,9 @@ def downgrade() -> None:
     ):
         op.drop_table(table)
     op.drop_column("products", "extra_barcodes")
+    op.drop_column("products", "override_max")
+    op.drop_column("products", "override_min")
+    op.drop_column("products", "store_override")
     op.drop_column("products", "tobacco_code")
     op.drop_column("products", "packs")
     op.drop_column("stores", "region_id")
