@@ -193,6 +193,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         consumer_max_attempts=2,
         store_replica_wait=0.2,
         price_change_interval=0.1,
+        import_poll_interval=0.05,
         **overrides,
     )
 

@@ -15,3 +15,5 @@ class Settings(ServiceSettings):
     store_replica_wait: float = 1.0
     #: Seconds between two looks for scheduled price changes that have fallen due.
     price_change_interval: float = 30.0
+    #: Seconds between two looks for product imports waiting to be applied.
+    import_poll_interval: float = 1.0

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from inventory.catalog.router import router as catalog_router
 from inventory.categories.router import router as categories_router
 from inventory.config import Settings
+from inventory.imports.router import router as imports_router
+from inventory.imports.service import start_worker, stop_worker
 from inventory.pricing.router import changes as price_changes_router
 from inventory.pricing.router import groups as store_groups_router
 from inventory.pricing.service import start_scheduler, stop_scheduler
@@ -50,11 +52,12 @@ def create_app(
             tobacco_router,
             store_groups_router,
             price_changes_router,
+            imports_router,
         ],
         consumers={"sales": sales_handlers, "stores": store_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,
-        on_startup=[start_scheduler],
-        on_shutdown=[stop_scheduler],
+        on_startup=[start_scheduler, start_worker],
+        on_shutdown=[stop_scheduler, stop_worker],
     )

@@ -507,3 +507,31 @@ class PriceChangeStore(Base):
     due_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     applied_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     cancelled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+
+
+class ProductImport(Base):
+    """A file of products being imported, a chunk of rows per transaction: ``processed_rows``
+    moves in the same transaction as the chunk's products, so a crash resumes where the last
+    chunk ended and no row is applied twice."""
+
+    __tablename__ = "product_imports"
+    __table_args__ = (
+        sa.Index(
+            "ix_product_imports_running",
+            "created_at",
+            postgresql_where=sa.text("status = 'running'"),
+        ),
+    )
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean)
+    status: Mapped[str] = mapped_column(sa.Text)
+    #: The file's rows as read, ``{column: text}``.
+    rows: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
+    total_rows: Mapped[int] = mapped_column(sa.Integer)
+    processed_rows: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    results: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB, server_default="[]")
+    created_by: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

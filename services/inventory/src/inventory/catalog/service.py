@@ -164,7 +164,7 @@ def _check_packs(packs: list[Pack], unit: str) -> None:
         )
 
 
-async def _check_references(
+async def check_references(
     session: AsyncSession,
     merchant_id: uuid.UUID,
     *,
@@ -281,7 +281,7 @@ async def create_product(
     _check_currency(data.price, data.override_min, "override_min")
     _check_currency(data.price, data.override_max, "override_max")
     _check_packs(data.packs, data.unit)
-    await _check_references(
+    await check_references(
         session,
         principal.merchant_id,
         category_id=data.category_id,
@@ -442,7 +442,7 @@ async def update_product(
         raise ValidationFailed([FieldError("cost", "currency_mismatch", f"must be in {currency}.")])
     if "packs" in sent and data.packs is not None:
         _check_packs(data.packs, data.unit or product.unit)
-    await _check_references(
+    await check_references(
         session,
         principal.merchant_id,
         category_id=data.category_id if "category_id" in sent else None,

@@ -301,9 +301,31 @@ def upgrade() -> None:
         postgresql_where=sa.text("applied_at IS NULL AND NOT cancelled"),
     )
 
+    op.create_table(
+        "product_imports",
+        sa.Column("merchant_id", UUID, primary_key=True),
+        sa.Column("id", UUID, primary_key=True),
+        sa.Column("dry_run", sa.Boolean, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("rows", pg.JSONB, nullable=False),
+        sa.Column("total_rows", sa.Integer, nullable=False),
+        sa.Column("processed_rows", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("results", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("created_by", UUID, nullable=False),
+        _now(),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index(
+        "ix_product_imports_running",
+        "product_imports",
+        ["created_at"],
+        postgresql_where=sa.text("status = 'running'"),
+    )
+
 
 def downgrade() -> None:
     for table in (
+        "product_imports",
         "price_change_stores",
         "price_changes",
         "store_groups",
