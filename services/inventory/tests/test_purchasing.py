@@ -290,3 +290,44 @@ async def test_purchasing_is_scoped_to_the_merchant_and_the_callers_stores(
     assert listed.status_code == 200
     assert all(item["total"] is None for item in listed.json()["items"])
     assert len(listed.json()["items"]) == 1
+
+
+async def test_store_staff_receive_goods_but_only_cost_managers_enter_costs(
+    harness: Harness,
+) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
+    product = await harness.product(merchant, cost=_cny(100))
+    vendor = await supplier(harness, merchant)
+    order = await purchase_order(
+        harness,
+        merchant,
+        store,
+        {
+            "supplier_id": vendor["id"],
+            "lines": [{"product_id": product["id"], "quantity": 4, "unit_cost": _cny(100)}],
+        },
+    )
+    order = await send(harness, merchant, order)
+    clerk = {
+        **bearer_headers(
+            KEY,
+            merchant,
+            scopes=frozenset({"inventory:adjust"}),
+            store_ids=frozenset({store}),
+            role=Role.STORE_MANAGER,
+        ),
+        "Idempotency-Key": uuid.uuid4().hex,
+    }
+    url = f"/v1/stores/{store}/purchase-orders/{order['id']}/receipts"
+    line = {"product_id": product["id"], "quantity": 4}
+    priced = await harness.client.post(
+        url, json={"occurred_at": T1, "lines": [{**line, "unit_cost": _cny(1)}]}, headers=clerk
+    )
+    assert priced.status_code == 403
+    assert priced.json()["code"] == "cost_entry_forbidden"
+    clerk["Idempotency-Key"] = uuid.uuid4().hex
+    plain = await harness.client.post(url, json={"occurred_at": T1, "lines": [line]}, headers=clerk)
+    assert plain.status_code == 201, plain.text
+    assert plain.json()["lines"][0]["unit_cost"] is None
+    assert plain.json()["purchase_order"]["status"] == "received"

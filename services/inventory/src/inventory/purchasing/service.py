@@ -48,6 +48,7 @@ from servicekit.auth import Principal, scoped, scoped_to_merchant
 from servicekit.errors import (
     Conflict,
     FieldError,
+    Forbidden,
     IllegalState,
     NotFound,
     ValidationFailed,
@@ -478,6 +479,12 @@ async def receive(
     if order.status not in ("sent", "partially_received"):
         raise IllegalState(
             f"purchase_order_{order.status}", f"A {order.status} order takes no receipts."
+        )
+    if not sees_cost(principal) and any(line.unit_cost is not None for line in data.lines):
+        # The invoiced cost moves the product's average cost: a cost manager's figure.
+        raise Forbidden(
+            "Entering a received cost needs the 'catalog:manage' permission.",
+            code="cost_entry_forbidden",
         )
     lines = {line.product_id: line for line in await _lines(session, order.merchant_id, order.id)}
     ids = sorted({line.product_id for line in data.lines})
