@@ -307,6 +307,12 @@ async def import_row(
     except Problem as problem:
         errors = problem.errors or [FieldError("row", problem.code, problem.detail or "")]
         return {**result, "status": "error", "errors": [e.as_dict() for e in errors]}
+    except Exception:
+        # The savepoint is gone with the row: one row the database refuses must not stop the
+        # rest of the file, nor keep the worker retrying the same chunk forever.
+        log.exception("import row %d of merchant %s failed", number, principal.merchant_id)
+        failure = FieldError("row", "row_failed", "The row could not be stored.")
+        return {**result, "status": "error", "errors": [failure.as_dict()]}
 
 
 async def start(

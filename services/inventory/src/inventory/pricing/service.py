@@ -398,7 +398,12 @@ async def apply_due(session: AsyncSession, now: datetime, *, limit: int = 200) -
         )
         if change is None:
             continue
-        await _apply_rows(session, change, store_ids)
+        try:
+            async with session.begin_nested():
+                await _apply_rows(session, change, store_ids)
+        except Exception:
+            # Its rows stay due and are tried again; the other changes still apply.
+            log.exception("price change %s of merchant %s failed", change_id, merchant_id)
     return len(due)
 
 
