@@ -195,3 +195,32 @@ async def test_a_discontinued_product_says_so_to_the_till(harness: Harness) -> N
         "/v1/products", params={"status": "discontinued"}, headers=harness.auth(merchant)
     )
     assert [p["id"] for p in listed.json()["items"]] == [product["id"]]
+
+
+async def test_goods_received_in_cases_are_stocked_as_singles(harness: Harness) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
+    product = await harness.product(merchant, unit="can", packs=[{"unit": "case", "quantity": 24}])
+    url = f"/v1/stores/{store}/stock-in"
+    lines = [
+        {"product_id": product["id"], "quantity": 2, "unit": "case"},
+        {"product_id": product["id"], "quantity": 3, "unit": "can"},
+    ]
+    received = await harness.client.post(
+        url,
+        json={"occurred_at": "2026-03-01T09:00:00Z", "lines": lines},
+        headers=harness.keyed(merchant),
+    )
+    assert received.status_code == 201, received.text
+    assert [m["quantity"] for m in received.json()["movements"]] == [48, 3]
+    assert await harness.on_hand(merchant, store, product["id"]) == 51
+    unknown = await harness.client.post(
+        url,
+        json={
+            "occurred_at": "2026-03-01T09:00:00Z",
+            "lines": [{"product_id": product["id"], "quantity": 1, "unit": "pallet"}],
+        },
+        headers=harness.keyed(merchant),
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["code"] == "unknown_pack"

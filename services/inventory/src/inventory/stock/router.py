@@ -50,16 +50,17 @@ async def receive_goods(
     await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     await service.require_products(session, principal.merchant_id, ids, "lines[{i}].product_id")
+    singles = await service.in_singles(session, principal.merchant_id, body.lines)
     changes = [
         Change(
             product_id=line.product_id,
             kind="stock_in",
-            quantity=line.quantity,
+            quantity=quantity,
             occurred_at=body.occurred_at,
             reason="received",
             reference=body.document,
         )
-        for line in body.lines
+        for line, quantity in zip(body.lines, singles, strict=True)
     ]
     movements = await service.record_many(session, principal.merchant_id, store_id, changes)
     return MovementsOut(movements=[service.movement_out(m) for m in movements])

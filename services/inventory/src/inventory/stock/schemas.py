@@ -22,6 +22,9 @@ class StockInLine(BaseModel):
 
     product_id: uuid.UUID
     quantity: Quantity
+    unit: Annotated[StorableStr, Field(min_length=1, max_length=32)] | None = Field(
+        default=None, description="A pack of the product ('case'): quantity counts packs."
+    )
 
 
 class StockIn(BaseModel):
