@@ -224,3 +224,36 @@ async def test_goods_received_in_cases_are_stocked_as_singles(harness: Harness) 
     )
     assert unknown.status_code == 422
     assert unknown.json()["errors"][0]["code"] == "unknown_pack"
+
+
+async def test_a_duplicate_id_under_an_idempotency_key_is_a_conflict_not_a_crash(
+    harness: Harness,
+) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
+    product = await harness.product(merchant)
+    supplier = await harness.client.post(
+        "/v1/suppliers", json={"name": "x"}, headers=harness.auth(merchant)
+    )
+    same_id = str(uuid.uuid4())
+    for url, body in (
+        ("/v1/categories", {"id": same_id, "name": "A"}),
+        ("/v1/suppliers", {"id": same_id, "name": "A"}),
+        ("/v1/store-groups", {"id": same_id, "name": "A", "store_ids": [str(store)]}),
+        (
+            f"/v1/stores/{store}/purchase-orders",
+            {
+                "id": same_id,
+                "supplier_id": supplier.json()["id"],
+                "lines": [{"product_id": product["id"], "quantity": 1, "unit_cost": _cny(1)}],
+            },
+        ),
+        ("/v1/products", {"id": product["id"], "sku": "NEW-1", "name": "x", "price": _cny(1)}),
+    ):
+        first = await harness.client.post(url, json=body, headers=harness.keyed(merchant))
+        second = await harness.client.post(
+            url,
+            json={**body, "name": "B"} if "name" in body else body,
+            headers=harness.keyed(merchant),
+        )
+        assert second.status_code == 409, (url, first.text, second.text)

@@ -256,9 +256,14 @@ def _duplicate(exc: IntegrityError) -> Conflict | None:
     return None
 
 
-async def _flush(session: AsyncSession) -> None:
+async def _flush(session: AsyncSession, added: object | None = None) -> None:
+    """Flush in a savepoint, so the request's transaction survives to store the 409. A new
+    row is added inside it: opening a savepoint flushes what is pending first."""
     try:
-        await session.flush()
+        async with session.begin_nested():
+            if added is not None:
+                session.add(added)
+            await session.flush()
     except IntegrityError as exc:
         problem = _duplicate(exc)
         if problem is None:
@@ -310,8 +315,7 @@ async def create_product(
         extra_barcodes=[],
         version=1,
     )
-    session.add(product)
-    await _flush(session)
+    await _flush(session, product)
     await _sync_barcodes(session, product)
     await session.refresh(product)
     await emit(session, product, ProductCreated(**snapshot(product)))

@@ -88,9 +88,14 @@ def _conflict(exc: IntegrityError) -> Conflict:
     raise exc
 
 
-async def _flush(session: AsyncSession) -> None:
+async def _flush(session: AsyncSession, added: Category | None = None) -> None:
+    """Flush in a savepoint, so the request's transaction survives to store the 409; a new
+    row is added inside it (opening a savepoint flushes what is pending first)."""
     try:
-        await session.flush()
+        async with session.begin_nested():
+            if added is not None:
+                session.add(added)
+            await session.flush()
     except IntegrityError as exc:
         raise _conflict(exc) from None
 
@@ -118,8 +123,7 @@ async def create(session: AsyncSession, principal: Principal, data: CategoryCrea
         parent_id=data.parent_id,
         version=1,
     )
-    session.add(category)
-    await _flush(session)
+    await _flush(session, category)
     return category_out(category)
 
 

@@ -107,7 +107,7 @@ def read_rows(content: bytes, content_type: str) -> list[dict[str, str]]:
     try:
         spreadsheet = kind == XLSX or content[:2] == b"PK"  # an XLSX file is a ZIP archive
         rows = _read_xlsx(content) if spreadsheet else _read_csv(content)
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, csv.Error) as exc:
         raise ValidationFailed(
             [FieldError("file", "unreadable_file", f"not a CSV or XLSX file: {exc}")]
         ) from None

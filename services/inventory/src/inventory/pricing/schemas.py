@@ -65,6 +65,8 @@ class PriceChangeCreate(BaseModel):
     def _one_target(self) -> PriceChangeCreate:
         if self.all_stores == (self.store_group_id is not None):
             raise ValueError("give either all_stores: true or a store_group_id")
+        if self.effective_at is not None and not 2000 <= self.effective_at.year < 2100:
+            raise ValueError("effective_at must be between 2000 and 2099")
         return self
 
 

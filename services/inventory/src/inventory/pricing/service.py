@@ -110,9 +110,12 @@ async def create_group(
         store_ids=stores,
         version=1,
     )
-    session.add(group)
     try:
-        await session.flush()
+        # A savepoint, so the request's transaction survives to store the 409; the row
+        # is added inside it, as opening one flushes what is pending.
+        async with session.begin_nested():
+            session.add(group)
+            await session.flush()
     except IntegrityError:
         raise Conflict("A group with this id exists.", code="duplicate_store_group_id") from None
     return group_out(group)
@@ -239,9 +242,12 @@ async def schedule(
         created_by=principal.subject,
         created_at=now,
     )
-    session.add(change)
     try:
-        await session.flush()
+        # A savepoint, so the request's transaction survives to store the 409; the row
+        # is added inside it, as opening one flushes what is pending.
+        async with session.begin_nested():
+            session.add(change)
+            await session.flush()
     except IntegrityError:
         raise Conflict(
             "A price change with this id exists.", code="duplicate_price_change_id"

@@ -94,9 +94,12 @@ async def create_supplier(
         status="active",
         version=1,
     )
-    session.add(supplier)
     try:
-        await session.flush()
+        # A savepoint, so the request's transaction survives to store the 409; the row
+        # is added inside it, as opening one flushes what is pending.
+        async with session.begin_nested():
+            session.add(supplier)
+            await session.flush()
     except IntegrityError:
         raise Conflict(
             "A supplier with this id already exists.", code="duplicate_supplier_id"
@@ -383,9 +386,12 @@ async def create_order(
         created_at=now,
         updated_at=now,
     )
-    session.add(order)
     try:
-        await session.flush()
+        # A savepoint, so the request's transaction survives to store the 409; the row
+        # is added inside it, as opening one flushes what is pending.
+        async with session.begin_nested():
+            session.add(order)
+            await session.flush()
     except IntegrityError as exc:
         if "uq_purchase_orders_number" in str(exc.orig):
             raise Conflict(

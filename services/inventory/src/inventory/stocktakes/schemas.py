@@ -50,6 +50,12 @@ class CountsIn(BaseModel):
     )
     lines: Annotated[list[CountEntry], Field(min_length=1, max_length=2000)]
 
+    @model_validator(mode="after")
+    def _plausible_time(self) -> CountsIn:
+        if self.counted_at is not None and not 2000 <= self.counted_at.year < 2100:
+            raise ValueError("counted_at must be between 2000 and 2099")
+        return self
+
 
 class Transition(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -125,9 +125,10 @@ async def start(
         started_at=datetime.now(UTC),
         version=1,
     )
-    session.add(stocktake)
     try:
+        # The row is added inside the savepoint: opening one flushes what is pending.
         async with session.begin_nested():
+            session.add(stocktake)
             await session.flush()
     except IntegrityError as exc:
         if "uq_stocktakes_open_store" in str(exc.orig):

@@ -33,6 +33,8 @@ async def tobacco_daily_report(
     """Each tobacco product's opening stock, purchases, sales, returns, transfers and closing
     stock for one day of the store (``reports:read``)."""
     await require_store(session, principal, store_id)
+    if not service.EARLIEST.date() <= day <= service.LATEST.date():
+        raise ValidationFailed([FieldError("date", "out_of_range", "not a business day we keep.")])
     return await service.daily_report(session, principal, store_id, day)
 
 
@@ -52,7 +54,7 @@ async def tobacco_compliance_log(
 ) -> Response:
     """Every tobacco purchase (with the supplier's licence), sale, return and transfer in the
     caller's stores, as CSV for an inspector (``reports:read``; at most 366 days)."""
-    if until <= since or until - since > MAX_LOG_SPAN:
+    if not service.EARLIEST <= since < until <= service.LATEST or until - since > MAX_LOG_SPAN:
         raise ValidationFailed(
             [FieldError("to", "invalid_range", "must be after from, within 366 days.")]
         )

@@ -12,7 +12,7 @@ import csv
 import io
 import uuid
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -25,6 +25,10 @@ from servicekit.auth import Principal, scoped, scoped_to_merchant
 
 #: The business day of a store whose timezone has not reached the replica yet.
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+#: The span of business days a report may ask about: beyond it a date is a mistake (and the
+#: year 1 or 9999 in a store's timezone would not even convert to UTC).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class TobaccoDayLine(BaseModel):

@@ -145,9 +145,12 @@ async def request(
         version=1,
         created_at=datetime.now(UTC),
     )
-    session.add(transfer)
     try:
-        await session.flush()
+        # A savepoint, so the request's transaction survives to store the 409; the row
+        # is added inside it, as opening one flushes what is pending.
+        async with session.begin_nested():
+            session.add(transfer)
+            await session.flush()
     except IntegrityError:
         raise Conflict("A transfer with this id exists.", code="duplicate_transfer_id") from None
     lines = [
