@@ -103,6 +103,11 @@ async def test_a_group_price_change_applies_at_once_to_its_stores_only(harness: 
     assert {e.payload["store_id"] for e in events} == {str(a), str(b)}
     assert sorted(e.payload["version"] for e in events) == [2, 3]
 
+    # A store's manager sees the change as far as their store goes.
+    seen = await harness.client.get(
+        f"/v1/price-changes/{change.json()['id']}", headers=manager(merchant, a)
+    )
+    assert [s["store_id"] for s in seen.json()["stores"]] == [str(a)]
     store_manager = await harness.client.post(
         "/v1/price-changes",
         json={

@@ -95,7 +95,7 @@ async def list_price_changes(
         descending=True,
     )
     return Page[PriceChangeOut](
-        items=[await service.change_out(session, change) for change in page.items],
+        items=[await service.change_out(session, principal, change) for change in page.items],
         next_cursor=page.next_cursor,
     )
 
@@ -104,9 +104,8 @@ async def list_price_changes(
 async def get_price_change(
     change_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> PriceChangeOut:
-    return await service.change_out(
-        session, await service.get_change(session, principal, change_id)
-    )
+    change = await service.get_change(session, principal, change_id)
+    return await service.change_out(session, principal, change)
 
 
 @changes.post("/{change_id}/cancel", responses=problem_responses(403, 404, 409))

@@ -147,10 +147,13 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(DEFAULT_TIMEZONE)
 
 
-async def change_out(session: AsyncSession, change: PriceChange) -> PriceChangeOut:
+async def change_out(
+    session: AsyncSession, principal: Principal, change: PriceChange
+) -> PriceChangeOut:
+    """The change, with the stores of it the caller may see."""
     rows = (
         await session.scalars(
-            scoped_to_merchant(sa.select(PriceChangeStore), PriceChangeStore, change.merchant_id)
+            scoped(sa.select(PriceChangeStore), PriceChangeStore, principal)
             .where(PriceChangeStore.price_change_id == change.id)
             .order_by(PriceChangeStore.due_at, PriceChangeStore.store_id)
         )
@@ -269,7 +272,7 @@ async def schedule(
         await session.execute(sa.insert(PriceChangeStore), rows)
     if data.effective_at is None:
         await _apply_rows(session, change, [row["store_id"] for row in rows])
-    return await change_out(session, change)
+    return await change_out(session, principal, change)
 
 
 async def cancel(
@@ -291,7 +294,7 @@ async def cancel(
     )
     change.status = "cancelled"
     await session.flush()
-    return await change_out(session, change)
+    return await change_out(session, principal, change)
 
 
 async def _apply_rows(
