@@ -37,7 +37,7 @@ from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(inventory.__file__).parent / "migrations"
 KEY = generate_signing_key()
-ALL_SCOPES = frozenset({"catalog:manage", "inventory:adjust", "orders:write"})
+ALL_SCOPES = frozenset({"catalog:manage", "inventory:adjust", "orders:write", "reports:read"})
 
 
 def verifier() -> TokenVerifier:
@@ -72,7 +72,12 @@ class Harness:
     keyed = staticmethod(keyed)
     ean13 = staticmethod(ean13)
 
-    async def store(self, merchant_id: uuid.UUID, store_id: uuid.UUID | None = None) -> uuid.UUID:
+    async def store(
+        self,
+        merchant_id: uuid.UUID,
+        store_id: uuid.UUID | None = None,
+        timezone: str = "Asia/Shanghai",
+    ) -> uuid.UUID:
         """A store of ``merchant_id`` as identity announces it, applied to the replica."""
         store_id = store_id or uuid.uuid4()
         created = StoreCreated(
@@ -81,7 +86,7 @@ class Harness:
             code=store_id.hex[:8],
             name="Store",
             address="1 Main St",
-            timezone="Asia/Shanghai",
+            timezone=timezone,
             business_hours=[],
             region_id=None,
             status="active",
@@ -187,6 +192,8 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         consumer_retry_backoff=0.01,
         consumer_max_attempts=2,
         store_replica_wait=0.2,
+        price_change_interval=0.1,
+        import_poll_interval=0.05,
         **overrides,
     )
 

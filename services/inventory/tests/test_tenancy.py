@@ -18,7 +18,7 @@ from .conftest import KEY, Harness
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC).isoformat()
 STORE_MANAGER_SCOPES = frozenset({"orders:write", "inventory:adjust", "catalog:manage"})
 CASHIER_SCOPES = frozenset({"orders:write"})
-ALL = frozenset({"catalog:manage", "inventory:adjust", "orders:write"})
+ALL = frozenset({"catalog:manage", "inventory:adjust", "orders:write", "reports:read"})
 
 
 def as_role(role: Role, merchant: uuid.UUID, store: uuid.UUID | None = None) -> dict[str, str]:
@@ -38,12 +38,14 @@ ROLES = [Role.HQ_ADMIN, Role.STORE_MANAGER, Role.CASHIER]
 
 
 def id_taking_requests(
-    product_id: str, barcode: str, store_id: uuid.UUID
+    product_id: str, barcode: str, store_id: uuid.UUID, **ids: str
 ) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
-    """Every route of the API that names a product, a barcode or a store, filled in with
-    another merchant's ids, and a body that would be valid for that merchant."""
+    """Every route of the API that names a product, a barcode, a store or another of the
+    merchant's resources, filled in with another merchant's ids, and a body that would be
+    valid for that merchant."""
     line = {"product_id": product_id, "quantity": 1}
     return {
+        **back_office_requests(product_id, barcode, store_id, **ids),
         ("get", "/v1/products/by-barcode/{barcode}"): (f"/v1/products/by-barcode/{barcode}", None),
         ("get", "/v1/products/{product_id}"): (f"/v1/products/{product_id}", None),
         ("patch", "/v1/products/{product_id}"): (
@@ -79,6 +81,192 @@ def id_taking_requests(
     }
 
 
+def back_office_requests(
+    product_id: str,
+    barcode: str,
+    store_id: uuid.UUID,
+    *,
+    category_id: str = "",
+    supplier_id: str = "",
+    order_id: str = "",
+    stocktake_id: str = "",
+    transfer_id: str = "",
+    group_id: str = "",
+    change_id: str = "",
+    import_id: str = "",
+) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
+    line = {"product_id": product_id, "quantity": 1}
+    store = f"/v1/stores/{store_id}"
+    return {
+        ("get", "/v1/categories/{category_id}"): (f"/v1/categories/{category_id}", None),
+        ("patch", "/v1/categories/{category_id}"): (
+            f"/v1/categories/{category_id}",
+            {"version": 1, "name": "taken over"},
+        ),
+        ("post", "/v1/products/{product_id}/barcodes"): (
+            f"/v1/products/{product_id}/barcodes",
+            {"barcode": "96385074"},
+        ),
+        ("delete", "/v1/products/{product_id}/barcodes/{barcode}"): (
+            f"/v1/products/{product_id}/barcodes/{barcode}",
+            None,
+        ),
+        ("get", "/v1/suppliers/{supplier_id}"): (f"/v1/suppliers/{supplier_id}", None),
+        ("patch", "/v1/suppliers/{supplier_id}"): (
+            f"/v1/suppliers/{supplier_id}",
+            {"version": 1, "name": "taken over"},
+        ),
+        ("get", "/v1/suppliers/{supplier_id}/products"): (
+            f"/v1/suppliers/{supplier_id}/products",
+            None,
+        ),
+        ("put", "/v1/suppliers/{supplier_id}/products/{product_id}"): (
+            f"/v1/suppliers/{supplier_id}/products/{product_id}",
+            {"cost": _cny(1)},
+        ),
+        ("delete", "/v1/suppliers/{supplier_id}/products/{product_id}"): (
+            f"/v1/suppliers/{supplier_id}/products/{product_id}",
+            None,
+        ),
+        ("get", "/v1/stores/{store_id}/purchase-orders"): (f"{store}/purchase-orders", None),
+        ("post", "/v1/stores/{store_id}/purchase-orders"): (
+            f"{store}/purchase-orders",
+            {"supplier_id": supplier_id, "lines": [{**line, "unit_cost": _cny(1)}]},
+        ),
+        ("get", "/v1/stores/{store_id}/purchase-orders/{order_id}"): (
+            f"{store}/purchase-orders/{order_id}",
+            None,
+        ),
+        ("post", "/v1/stores/{store_id}/purchase-orders/{order_id}/send"): (
+            f"{store}/purchase-orders/{order_id}/send",
+            {"version": 1},
+        ),
+        ("post", "/v1/stores/{store_id}/purchase-orders/{order_id}/cancel"): (
+            f"{store}/purchase-orders/{order_id}/cancel",
+            {"version": 1},
+        ),
+        ("post", "/v1/stores/{store_id}/purchase-orders/{order_id}/receipts"): (
+            f"{store}/purchase-orders/{order_id}/receipts",
+            {"occurred_at": T0, "lines": [line]},
+        ),
+        ("get", "/v1/stores/{store_id}/stocktakes"): (f"{store}/stocktakes", None),
+        ("post", "/v1/stores/{store_id}/stocktakes"): (f"{store}/stocktakes", {}),
+        ("get", "/v1/stores/{store_id}/stocktakes/{stocktake_id}"): (
+            f"{store}/stocktakes/{stocktake_id}",
+            None,
+        ),
+        ("post", "/v1/stores/{store_id}/stocktakes/{stocktake_id}/counts"): (
+            f"{store}/stocktakes/{stocktake_id}/counts",
+            {"lines": [line]},
+        ),
+        ("get", "/v1/stores/{store_id}/stocktakes/{stocktake_id}/report"): (
+            f"{store}/stocktakes/{stocktake_id}/report",
+            None,
+        ),
+        ("post", "/v1/stores/{store_id}/stocktakes/{stocktake_id}/approve"): (
+            f"{store}/stocktakes/{stocktake_id}/approve",
+            {"version": 1},
+        ),
+        ("post", "/v1/stores/{store_id}/stocktakes/{stocktake_id}/cancel"): (
+            f"{store}/stocktakes/{stocktake_id}/cancel",
+            {"version": 1},
+        ),
+        ("get", "/v1/stores/{store_id}/transfers"): (f"{store}/transfers", None),
+        ("post", "/v1/stores/{store_id}/transfers"): (
+            f"{store}/transfers",
+            {"from_store_id": str(uuid.uuid4()), "lines": [line]},
+        ),
+        ("get", "/v1/stores/{store_id}/transfers/{transfer_id}"): (
+            f"{store}/transfers/{transfer_id}",
+            None,
+        ),
+        ("post", "/v1/stores/{store_id}/transfers/{transfer_id}/ship"): (
+            f"{store}/transfers/{transfer_id}/ship",
+            {"version": 1},
+        ),
+        ("post", "/v1/stores/{store_id}/transfers/{transfer_id}/receive"): (
+            f"{store}/transfers/{transfer_id}/receive",
+            {"version": 1},
+        ),
+        ("post", "/v1/stores/{store_id}/transfers/{transfer_id}/cancel"): (
+            f"{store}/transfers/{transfer_id}/cancel",
+            {"version": 1},
+        ),
+        ("get", "/v1/stores/{store_id}/replenishment"): (f"{store}/replenishment", None),
+        ("get", "/v1/stores/{store_id}/tobacco/daily-report"): (
+            f"{store}/tobacco/daily-report?date=2026-03-01",
+            None,
+        ),
+        ("get", "/v1/store-groups/{group_id}"): (f"/v1/store-groups/{group_id}", None),
+        ("patch", "/v1/store-groups/{group_id}"): (
+            f"/v1/store-groups/{group_id}",
+            {"version": 1, "name": "taken over"},
+        ),
+        ("get", "/v1/price-changes/{change_id}"): (f"/v1/price-changes/{change_id}", None),
+        ("post", "/v1/price-changes/{change_id}/cancel"): (
+            f"/v1/price-changes/{change_id}/cancel",
+            None,
+        ),
+        ("get", "/v1/product-imports/{import_id}"): (f"/v1/product-imports/{import_id}", None),
+    }
+
+
+async def owner_back_office(
+    harness: Harness, owner: uuid.UUID, store: uuid.UUID, product: dict[str, Any]
+) -> dict[str, str]:
+    """One of each of the owner's back-office resources, for the walk."""
+    headers = harness.auth(owner)
+    other_store = await harness.store(owner)
+
+    async def post(url: str, body: dict[str, Any], **extra: str) -> str:
+        response = await harness.client.post(url, json=body, headers={**headers, **extra})
+        assert response.status_code in (200, 201, 202), (url, response.text)
+        return str(response.json()["id"])
+
+    category_id = await post("/v1/categories", {"name": "Drinks"})
+    supplier_id = await post("/v1/suppliers", {"name": "Vendor"})
+    order_id = await post(
+        f"/v1/stores/{store}/purchase-orders",
+        {
+            "supplier_id": supplier_id,
+            "lines": [{"product_id": product["id"], "quantity": 2, "unit_cost": _cny(100)}],
+        },
+    )
+    stocktake_id = await post(f"/v1/stores/{store}/stocktakes", {})
+    transfer_id = await post(
+        f"/v1/stores/{store}/transfers",
+        {
+            "from_store_id": str(other_store),
+            "lines": [{"product_id": product["id"], "quantity": 1}],
+        },
+    )
+    group_id = await post("/v1/store-groups", {"name": "All", "store_ids": [str(store)]})
+    change_id = await post(
+        "/v1/price-changes",
+        {
+            "store_group_id": group_id,
+            "effective_at": "2099-01-01T00:00:00",
+            "lines": [{"product_id": product["id"], "price": _cny(1)}],
+        },
+    )
+    imported = await harness.client.post(
+        "/v1/product-imports",
+        content=b"sku,name,price\nIMP-1,x,1.00\n",
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 202
+    return {
+        "category_id": category_id,
+        "supplier_id": supplier_id,
+        "order_id": order_id,
+        "stocktake_id": stocktake_id,
+        "transfer_id": transfer_id,
+        "group_id": group_id,
+        "change_id": change_id,
+        "import_id": imported.json()["id"],
+    }
+
+
 async def owner_with_stock(harness: Harness) -> tuple[uuid.UUID, uuid.UUID, dict[str, Any]]:
     owner = uuid.uuid4()
     store = await harness.store(owner)
@@ -103,9 +291,10 @@ async def test_another_merchants_ids_are_not_found_on_every_route(
     harness: Harness, role: Role
 ) -> None:
     owner, store, product = await owner_with_stock(harness)
+    ids = await owner_back_office(harness, owner, store, product)
     intruder = uuid.uuid4()
     intruders_store = await harness.store(intruder)
-    requests = id_taking_requests(product["id"], product["barcode"], store)
+    requests = id_taking_requests(product["id"], product["barcode"], store, **ids)
 
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {
@@ -133,6 +322,18 @@ async def test_another_merchants_ids_are_not_found_on_every_route(
     assert mine.json()["version"] == 1
     assert mine.json()["name"] == product["name"]
     assert mine.json()["store_price"] is None
+    order = await harness.client.get(
+        f"/v1/stores/{store}/purchase-orders/{ids['order_id']}", headers=harness.auth(owner)
+    )
+    assert (order.json()["status"], order.json()["version"]) == ("draft", 1)
+    take = await harness.client.get(
+        f"/v1/stores/{store}/stocktakes/{ids['stocktake_id']}", headers=harness.auth(owner)
+    )
+    assert (take.json()["status"], take.json()["counted"]) == ("open", 0)
+    change = await harness.client.get(
+        f"/v1/price-changes/{ids['change_id']}", headers=harness.auth(owner)
+    )
+    assert change.json()["status"] == "scheduled"
 
 
 async def test_writes_to_another_merchants_or_an_unknown_store_are_not_found(

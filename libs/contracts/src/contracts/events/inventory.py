@@ -11,7 +11,7 @@ from pydantic import Field
 from contracts.money import Money
 from contracts.registry import EventPayload, event
 
-ProductStatus = Literal["active", "inactive"]
+ProductStatus = Literal["active", "inactive", "discontinued"]
 
 
 class ProductSnapshot(EventPayload):
@@ -29,6 +29,10 @@ class ProductSnapshot(EventPayload):
     is_tobacco: bool = False
     status: ProductStatus
     kitchen_station: str | None = None
+    #: Every barcode that scans as one single of the product (the primary one included).
+    barcodes: list[str] = Field(default_factory=list)
+    #: The tobacco bureau's code of a tobacco product.
+    tobacco_code: str | None = None
 
 
 @event(type="inventory.product.created", version=1)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from inventory.catalog import service
 from inventory.catalog.schemas import (
+    BarcodeIn,
     ProductCreate,
     ProductOut,
     ProductStatus,
@@ -116,3 +117,24 @@ async def set_store_price(
     return await service.set_store_price(
         session, principal, product_id, store_id, body, store_wait=wait
     )
+
+
+@router.post("/{product_id}/barcodes", responses=problem_responses(403, 404, 409, 422))
+async def add_barcode(
+    product_id: uuid.UUID, body: BarcodeIn, principal: CatalogWriter, session: SessionDep
+) -> ProductOut:
+    """Give the product (or one of its packs, ``pack_unit``) one more barcode
+    (``catalog:manage``, merchant-wide); a barcode of another product is 409
+    ``duplicate_barcode``. Adding a barcode it already has changes nothing."""
+    return await service.add_barcode(session, principal, product_id, body)
+
+
+@router.delete("/{product_id}/barcodes/{barcode}", responses=problem_responses(403, 404))
+async def remove_barcode(
+    product_id: uuid.UUID,
+    barcode: Annotated[str, Path(max_length=64)],
+    principal: CatalogWriter,
+    session: SessionDep,
+) -> ProductOut:
+    """Remove one of the extra barcodes (``catalog:manage``, merchant-wide)."""
+    return await service.remove_barcode(session, principal, product_id, barcode)

@@ -13,7 +13,8 @@ from contracts.money import Money
 from inventory.catalog.barcode import is_valid_barcode
 from servicekit.text import StorableStr
 
-ProductStatus = Literal["active", "inactive"]
+ProductStatus = Literal["active", "inactive", "discontinued"]
+StoreOverride = Literal["allowed", "forbidden", "range"]
 TaxRate = Annotated[int, Strict(), Field(ge=0, le=10_000, description="basis points")]
 Text = Annotated[StorableStr, Field(min_length=1, max_length=200)]
 Sku = Annotated[StorableStr, Field(min_length=1, max_length=64)]
@@ -40,6 +41,28 @@ def _check_barcode(value: str | None) -> str | None:
     return value
 
 
+TobaccoCode = Annotated[StorableStr, Field(min_length=1, max_length=64)]
+
+
+class Pack(BaseModel):
+    """A pack the product is bought in: ``{"unit": "case", "quantity": 24}``; stock is kept in
+    singles, so receiving 2 cases adds 48."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Unit
+    quantity: Annotated[int, Strict(), Field(ge=2, le=100_000)]
+    barcode: str | None = Field(default=None, description="The pack's own barcode, if any.")
+
+    @field_validator("barcode")
+    @classmethod
+    def _valid_barcode(cls, value: str | None) -> str | None:
+        return _check_barcode(value)
+
+
+Packs = Annotated[list[Pack], Field(max_length=10)]
+
+
 class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +78,13 @@ class ProductCreate(BaseModel):
     is_tobacco: bool = False
     status: ProductStatus = "active"
     kitchen_station: Station | None = None
+    packs: Packs = []
+    tobacco_code: TobaccoCode | None = None
+    store_override: StoreOverride = Field(
+        default="allowed", description="What a store's own staff may do to the price."
+    )
+    override_min: Price | None = None
+    override_max: Price | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -79,6 +109,11 @@ class ProductUpdate(BaseModel):
     is_tobacco: bool | None = None
     status: ProductStatus | None = None
     kitchen_station: Station | None = None
+    packs: Packs | None = None
+    tobacco_code: TobaccoCode | None = None
+    store_override: StoreOverride | None = None
+    override_min: Price | None = None
+    override_max: Price | None = None
 
     @field_validator("barcode")
     @classmethod
@@ -95,6 +130,27 @@ class StorePriceSet(BaseModel):
     price: Price | None
 
 
+class BarcodeIn(BaseModel):
+    """One more barcode for the product, or for one of its packs (``pack_unit``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    barcode: str
+    pack_unit: Unit | None = None
+
+    @field_validator("barcode")
+    @classmethod
+    def _valid_barcode(cls, value: str) -> str:
+        _check_barcode(value)
+        return value
+
+
+class BarcodeOut(BaseModel):
+    barcode: str
+    pack_unit: str | None
+    pack_quantity: int
+
+
 class ProductOut(BaseModel):
     id: uuid.UUID
     sku: str
@@ -108,6 +164,12 @@ class ProductOut(BaseModel):
     is_tobacco: bool
     status: ProductStatus
     kitchen_station: str | None
+    packs: list[Pack]
+    barcodes: list[BarcodeOut] = Field(description="Every barcode of the product and its packs.")
+    tobacco_code: str | None
+    store_override: StoreOverride
+    override_min: Money | None
+    override_max: Money | None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -118,3 +180,6 @@ class ProductOut(BaseModel):
         default=None, description="The store's own price, when it has one."
     )
     effective_price: Money = Field(description="What the product sells for (store or HQ).")
+    scanned_pack: BarcodeOut | None = Field(
+        default=None, description="On a barcode lookup: the barcode scanned and what it counts."
+    )

@@ -27,9 +27,18 @@ from contracts.events.inventory import (
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
-from inventory.catalog.schemas import ProductCreate, ProductOut, ProductUpdate, StorePriceSet
-from inventory.models import Product, StorePrice
+from inventory.catalog.schemas import (
+    BarcodeIn,
+    BarcodeOut,
+    Pack,
+    ProductCreate,
+    ProductOut,
+    ProductUpdate,
+    StorePriceSet,
+)
+from inventory.models import Category, Product, ProductBarcode, StorePrice
 from inventory.stores.service import require_store, require_writable_store
+from inventory.taxes.service import require_rate
 from servicekit.auth import Principal, scoped
 from servicekit.errors import (
     Conflict,
@@ -59,7 +68,7 @@ def require_merchant_wide(principal: Principal) -> None:
         )
 
 
-def _snapshot(product: Product) -> dict[str, Any]:
+def snapshot(product: Product) -> dict[str, Any]:
     return {
         "product_id": product.id,
         "version": product.version,
@@ -73,10 +82,110 @@ def _snapshot(product: Product) -> dict[str, Any]:
         "is_tobacco": product.is_tobacco,
         "status": product.status,
         "kitchen_station": product.kitchen_station,
+        "barcodes": [b.barcode for b in all_barcodes(product) if b.pack_unit is None],
+        "tobacco_code": product.tobacco_code,
     }
 
 
-async def _emit(
+def all_barcodes(product: Product) -> list[BarcodeOut]:
+    """The product's own barcode, its packs' and the extra ones, each with what it counts."""
+    packs = {pack["unit"]: pack for pack in product.packs}
+    found = []
+    if product.barcode is not None:
+        found.append(BarcodeOut(barcode=product.barcode, pack_unit=None, pack_quantity=1))
+    for pack in product.packs:
+        if pack.get("barcode"):
+            found.append(
+                BarcodeOut(
+                    barcode=pack["barcode"], pack_unit=pack["unit"], pack_quantity=pack["quantity"]
+                )
+            )
+    for extra in product.extra_barcodes:
+        unit = extra.get("pack_unit")
+        quantity = packs[unit]["quantity"] if unit in packs else 1
+        found.append(
+            BarcodeOut(
+                barcode=extra["barcode"],
+                pack_unit=unit if unit in packs else None,
+                pack_quantity=quantity,
+            )
+        )
+    return found
+
+
+def pack_quantity(product: Product, unit: str | None) -> int | None:
+    """How many singles one ``unit`` of the product is; ``None`` for a unit it has no pack of."""
+    if unit is None or unit == product.unit:
+        return 1
+    for pack in product.packs:
+        if pack["unit"] == unit:
+            return int(pack["quantity"])
+    return None
+
+
+async def _sync_barcodes(session: AsyncSession, product: Product) -> None:
+    """Make ``product_barcodes`` hold exactly the product's barcodes: its primary key is what
+    keeps a barcode on one product of the merchant only."""
+    await session.execute(
+        sa.delete(ProductBarcode).where(
+            ProductBarcode.merchant_id == product.merchant_id,
+            ProductBarcode.product_id == product.id,
+        )
+    )
+    rows = [
+        {
+            "merchant_id": product.merchant_id,
+            "barcode": b.barcode,
+            "product_id": product.id,
+            "pack_unit": b.pack_unit,
+            "pack_quantity": b.pack_quantity,
+        }
+        for b in all_barcodes(product)
+    ]
+    if len({row["barcode"] for row in rows}) != len(rows):
+        raise Conflict("A barcode appears twice on this product.", code="duplicate_barcode")
+    if rows:
+        try:
+            async with session.begin_nested():
+                await session.execute(sa.insert(ProductBarcode), rows)
+        except IntegrityError as exc:
+            if "product_barcodes_pkey" in str(exc.orig):
+                raise Conflict(
+                    "Another product of this merchant has this barcode.", code="duplicate_barcode"
+                ) from None
+            raise
+
+
+def _check_packs(packs: list[Pack], unit: str) -> None:
+    units = [pack.unit for pack in packs]
+    if len(set(units)) != len(units) or unit in units:
+        raise ValidationFailed(
+            [FieldError("packs", "duplicate_unit", "one pack per unit, other than the unit sold.")]
+        )
+
+
+async def check_references(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    *,
+    category_id: uuid.UUID | None,
+    tax_rate_bps: int | None,
+) -> None:
+    if category_id is not None:
+        found = await session.scalar(
+            sa.select(Category.id).where(
+                Category.merchant_id == merchant_id, Category.id == category_id
+            )
+        )
+        if found is None:
+            raise ValidationFailed(
+                [FieldError("category_id", "unknown_category", "No such category.")]
+            )
+    if tax_rate_bps is not None:
+        await require_rate(session, merchant_id, tax_rate_bps)
+
+
+async def emit(
     session: AsyncSession, product: Product, payload: BaseModel, store_id: uuid.UUID | None = None
 ) -> None:
     envelope = make_envelope(
@@ -111,6 +220,20 @@ def product_out(
         is_tobacco=product.is_tobacco,
         status=product.status,
         kitchen_station=product.kitchen_station,
+        packs=[Pack.model_validate(pack) for pack in product.packs],
+        barcodes=all_barcodes(product),
+        tobacco_code=product.tobacco_code,
+        store_override=product.store_override,  # type: ignore[arg-type]
+        override_min=(
+            Money.of(product.override_min, product.currency)
+            if product.override_min is not None
+            else None
+        ),
+        override_max=(
+            Money.of(product.override_max, product.currency)
+            if product.override_max is not None
+            else None
+        ),
         version=product.version,
         created_at=product.created_at,
         updated_at=product.updated_at,
@@ -133,9 +256,14 @@ def _duplicate(exc: IntegrityError) -> Conflict | None:
     return None
 
 
-async def _flush(session: AsyncSession) -> None:
+async def _flush(session: AsyncSession, added: object | None = None) -> None:
+    """Flush in a savepoint, so the request's transaction survives to store the 409. A new
+    row is added inside it: opening a savepoint flushes what is pending first."""
     try:
-        await session.flush()
+        async with session.begin_nested():
+            if added is not None:
+                session.add(added)
+            await session.flush()
     except IntegrityError as exc:
         problem = _duplicate(exc)
         if problem is None:
@@ -155,6 +283,15 @@ async def create_product(
 ) -> ProductOut:
     require_merchant_wide(principal)
     _check_currency(data.price, data.cost, "cost")
+    _check_currency(data.price, data.override_min, "override_min")
+    _check_currency(data.price, data.override_max, "override_max")
+    _check_packs(data.packs, data.unit)
+    await check_references(
+        session,
+        principal.merchant_id,
+        category_id=data.category_id,
+        tax_rate_bps=data.tax_rate_bps,
+    )
     product = Product(
         id=data.id or new_id(),
         merchant_id=principal.merchant_id,
@@ -170,12 +307,18 @@ async def create_product(
         is_tobacco=data.is_tobacco,
         status=data.status,
         kitchen_station=data.kitchen_station,
+        packs=[pack.model_dump() for pack in data.packs],
+        tobacco_code=data.tobacco_code,
+        store_override=data.store_override,
+        override_min=data.override_min.amount if data.override_min else None,
+        override_max=data.override_max.amount if data.override_max else None,
+        extra_barcodes=[],
         version=1,
     )
-    session.add(product)
-    await _flush(session)
+    await _flush(session, product)
+    await _sync_barcodes(session, product)
     await session.refresh(product)
-    await _emit(session, product, ProductCreated(**_snapshot(product)))
+    await emit(session, product, ProductCreated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
 
 
@@ -239,14 +382,32 @@ async def lookup_barcode(
 ) -> ProductOut:
     if "\x00" in barcode:  # PostgreSQL cannot even compare it; no product has it anyway
         raise NotFound("No product has this barcode.")
-    product = (
+    found = (
         await session.execute(
-            scoped(sa.select(Product), Product, principal).where(Product.barcode == barcode)
+            scoped(sa.select(Product, ProductBarcode), Product, principal)
+            .join(
+                ProductBarcode,
+                sa.and_(
+                    ProductBarcode.merchant_id == Product.merchant_id,
+                    ProductBarcode.product_id == Product.id,
+                ),
+            )
+            .where(ProductBarcode.barcode == barcode)
         )
-    ).scalar_one_or_none()
-    if product is None:
+    ).one_or_none()
+    if found is None:
         raise NotFound("No product has this barcode.")
-    return await _out_for_store(session, principal, product, store_id)
+    product, scanned = found
+    out = await _out_for_store(session, principal, product, store_id)
+    return out.model_copy(
+        update={
+            "scanned_pack": BarcodeOut(
+                barcode=scanned.barcode,
+                pack_unit=scanned.pack_unit,
+                pack_quantity=scanned.pack_quantity,
+            )
+        }
+    )
 
 
 def _check_version(product: Product, version: int) -> None:
@@ -254,7 +415,19 @@ def _check_version(product: Product, version: int) -> None:
         raise VersionMismatch(current_version=product.version)
 
 
-_NOT_NULLABLE = frozenset({"sku", "name", "unit", "price", "tax_rate_bps", "is_tobacco", "status"})
+_NOT_NULLABLE = frozenset(
+    {
+        "sku",
+        "name",
+        "unit",
+        "price",
+        "tax_rate_bps",
+        "is_tobacco",
+        "status",
+        "packs",
+        "store_override",
+    }
+)
 
 
 async def update_product(
@@ -271,9 +444,25 @@ async def update_product(
     currency = price.currency if price is not None else product.currency
     if "cost" in sent and data.cost is not None and data.cost.currency != currency:
         raise ValidationFailed([FieldError("cost", "currency_mismatch", f"must be in {currency}.")])
+    if "packs" in sent and data.packs is not None:
+        _check_packs(data.packs, data.unit or product.unit)
+    await check_references(
+        session,
+        principal.merchant_id,
+        category_id=data.category_id if "category_id" in sent else None,
+        tax_rate_bps=data.tax_rate_bps if "tax_rate_bps" in sent else None,
+    )
     for name in sent:
         value = getattr(data, name)
-        if name == "price":
+        if name == "packs":
+            product.packs = [pack.model_dump() for pack in value or []]
+        elif name in ("override_min", "override_max"):
+            if value is not None and value.currency != currency:
+                raise ValidationFailed(
+                    [FieldError(name, "currency_mismatch", f"must be in {currency}.")]
+                )
+            setattr(product, name, value.amount if value is not None else None)
+        elif name == "price":
             assert price is not None
             product.price, product.currency = price.amount, price.currency
         elif name == "cost":
@@ -283,8 +472,66 @@ async def update_product(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _emit(session, product, ProductUpdated(**_snapshot(product)))
+    if sent & {"barcode", "packs"}:
+        await _sync_barcodes(session, product)
+    await emit(session, product, ProductUpdated(**snapshot(product)))
     return product_out(product, show_cost=sees_cost(principal))
+
+
+async def add_barcode(
+    session: AsyncSession, principal: Principal, product_id: uuid.UUID, data: BarcodeIn
+) -> ProductOut:
+    """One more barcode for the product or one of its packs."""
+    require_merchant_wide(principal)
+    product = await get_product(session, principal, product_id, for_update=True)
+    if data.pack_unit is not None and pack_quantity(product, data.pack_unit) is None:
+        raise ValidationFailed(
+            [FieldError("pack_unit", "unknown_pack", "The product has no pack of this unit.")]
+        )
+    if any(b.barcode == data.barcode for b in all_barcodes(product)):
+        return product_out(product, show_cost=sees_cost(principal))
+    product.extra_barcodes = [
+        *product.extra_barcodes,
+        {"barcode": data.barcode, "pack_unit": data.pack_unit},
+    ]
+    await _sync_barcodes(session, product)
+    product.version += 1
+    product.updated_at = datetime.now(UTC)
+    await _flush(session)
+    await emit(session, product, ProductUpdated(**snapshot(product)))
+    return product_out(product, show_cost=sees_cost(principal))
+
+
+async def remove_barcode(
+    session: AsyncSession, principal: Principal, product_id: uuid.UUID, barcode: str
+) -> ProductOut:
+    """Remove an extra barcode (the primary one and the packs' change through PATCH)."""
+    require_merchant_wide(principal)
+    product = await get_product(session, principal, product_id, for_update=True)
+    kept = [extra for extra in product.extra_barcodes if extra["barcode"] != barcode]
+    if len(kept) == len(product.extra_barcodes):
+        raise NotFound("The product has no such extra barcode.", code="barcode_not_found")
+    product.extra_barcodes = kept
+    await _sync_barcodes(session, product)
+    product.version += 1
+    product.updated_at = datetime.now(UTC)
+    await _flush(session)
+    await emit(session, product, ProductUpdated(**snapshot(product)))
+    return product_out(product, show_cost=sees_cost(principal))
+
+
+def check_store_override(product: Product, price: Money | None) -> None:
+    """What HQ lets a store's own staff do to the price (HQ itself is not bound by it)."""
+    if product.store_override == "forbidden":
+        raise Forbidden(
+            "HQ sets this product's price in every store.", code="store_override_forbidden"
+        )
+    if product.store_override == "range" and price is not None:
+        low, high = product.override_min, product.override_max
+        if (low is not None and price.amount < low) or (high is not None and price.amount > high):
+            raise ValidationFailed(
+                [FieldError("price", "price_out_of_range", "outside the range HQ allows.")]
+            )
 
 
 async def set_store_price(
@@ -299,6 +546,8 @@ async def set_store_price(
     await require_writable_store(session, principal, store_id, wait=store_wait)
     product = await get_product(session, principal, product_id, for_update=True)
     _check_version(product, data.version)
+    if principal.store_ids is not None:
+        check_store_override(product, data.price)
     existing = await store_price_of(session, principal, product, store_id)
     if data.price is None:
         if existing is not None:
@@ -324,7 +573,7 @@ async def set_store_price(
     product.version += 1
     product.updated_at = datetime.now(UTC)
     await _flush(session)
-    await _emit(
+    await emit(
         session,
         product,
         ProductPriceChanged(

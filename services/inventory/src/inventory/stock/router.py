@@ -50,16 +50,17 @@ async def receive_goods(
     await require_writable_store(session, principal, store_id, wait=wait)
     ids = [line.product_id for line in body.lines]
     await service.require_products(session, principal.merchant_id, ids, "lines[{i}].product_id")
+    singles = await service.in_singles(session, principal.merchant_id, body.lines)
     changes = [
         Change(
             product_id=line.product_id,
             kind="stock_in",
-            quantity=line.quantity,
+            quantity=quantity,
             occurred_at=body.occurred_at,
             reason="received",
             reference=body.document,
         )
-        for line in body.lines
+        for line, quantity in zip(body.lines, singles, strict=True)
     ]
     movements = await service.record_many(session, principal.merchant_id, store_id, changes)
     return MovementsOut(movements=[service.movement_out(m) for m in movements])
@@ -140,14 +141,21 @@ async def list_stock(
     session: SessionDep,
     params: CursorParamsDep,
     negative: Annotated[bool | None, Query(description="Only negative (or only not)")] = None,
+    low: Annotated[bool | None, Query(description="Only at or below threshold")] = None,
 ) -> Page[StockLevelOut]:
-    """Every product with a ledger in this store."""
+    """Every product with a ledger in this store; ``low=true`` is the store's low-stock
+    list."""
     await require_store(session, principal, store_id)
     stmt = scoped(sa.select(StockLevel), StockLevel, principal).where(
         StockLevel.store_id == store_id
     )
     if negative is not None:
         stmt = stmt.where((StockLevel.on_hand < 0) == negative)
+    if low is not None:
+        is_low = sa.and_(
+            StockLevel.low_threshold.is_not(None), StockLevel.on_hand <= StockLevel.low_threshold
+        )
+        stmt = stmt.where(is_low if low else sa.not_(is_low))
     return await paginate(
         session,
         stmt,

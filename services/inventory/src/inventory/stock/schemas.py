@@ -10,7 +10,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
 from servicekit.text import StorableStr
 
-MovementKind = Literal["sale", "refund_return", "stock_in", "adjustment", "count"]
+MovementKind = Literal[
+    "sale", "refund_return", "stock_in", "adjustment", "count", "transfer_out", "transfer_in"
+]
 Quantity = Annotated[int, Strict(), Field(gt=0, le=10**9)]
 Note = Annotated[StorableStr, Field(min_length=1, max_length=500)]
 
@@ -20,6 +22,9 @@ class StockInLine(BaseModel):
 
     product_id: uuid.UUID
     quantity: Quantity
+    unit: Annotated[StorableStr, Field(min_length=1, max_length=32)] | None = Field(
+        default=None, description="A pack of the product ('case'): quantity counts packs."
+    )
 
 
 class StockIn(BaseModel):

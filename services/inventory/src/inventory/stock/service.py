@@ -24,7 +24,7 @@ from contracts.events.inventory import StockLow
 from contracts.ids import new_id
 from contracts.registry import make_envelope
 from inventory.models import Product, StockLevel, StockMovement
-from inventory.stock.schemas import MovementKind, MovementOut, StockLevelOut
+from inventory.stock.schemas import MovementKind, MovementOut, StockInLine, StockLevelOut
 from servicekit.auth import scoped_to_merchant
 from servicekit.errors import FieldError, NotFound, ValidationFailed
 from servicekit.outbox import add_event, add_events
@@ -76,6 +76,42 @@ async def require_products(
     ]
     if errors:
         raise ValidationFailed(errors)
+
+
+async def in_singles(
+    session: AsyncSession, merchant_id: uuid.UUID, lines: list[StockInLine]
+) -> list[int]:
+    """Each line's quantity in singles: a line in packs ('case') times the pack's size."""
+    units = {line.product_id for line in lines if line.unit is not None}
+    packs: dict[uuid.UUID, tuple[str, list[dict[str, Any]]]] = {}
+    if units:
+        rows = await session.execute(
+            scoped_to_merchant(
+                sa.select(Product.id, Product.unit, Product.packs), Product, merchant_id
+            ).where(Product.id.in_(units))
+        )
+        packs = {product_id: (unit, product_packs) for product_id, unit, product_packs in rows}
+    result: list[int] = []
+    errors: list[FieldError] = []
+    for i, line in enumerate(lines):
+        if line.unit is None:
+            result.append(line.quantity)
+            continue
+        sold_unit, product_packs = packs.get(line.product_id, ("", []))
+        size = (
+            1
+            if line.unit == sold_unit
+            else next((int(p["quantity"]) for p in product_packs if p["unit"] == line.unit), None)
+        )
+        if size is None:
+            errors.append(FieldError(f"lines[{i}].unit", "unknown_pack", "No such pack."))
+        elif line.quantity * size > MAX_QUANTITY:
+            errors.append(FieldError(f"lines[{i}].quantity", "out_of_range", "too many."))
+        else:
+            result.append(line.quantity * size)
+    if errors:
+        raise ValidationFailed(errors)
+    return result
 
 
 async def _lock_levels(

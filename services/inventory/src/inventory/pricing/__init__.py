@@ -1,0 +1,1 @@
+"""HQ price distribution: store groups, store override rules, scheduled price changes."""

@@ -1,0 +1,1 @@
+"""Suppliers, purchase orders and receiving goods against them."""

@@ -1,0 +1,1 @@
+"""Stocktaking sessions: frozen book quantities, counts from many devices, approval."""

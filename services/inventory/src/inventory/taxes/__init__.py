@@ -1,0 +1,1 @@
+"""The tax rates a merchant uses: a product may only carry one of them."""

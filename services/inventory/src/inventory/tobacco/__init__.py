@@ -1,0 +1,1 @@
+"""Tobacco: daily sales and stock report and the compliance log."""

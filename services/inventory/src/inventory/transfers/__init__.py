@@ -1,0 +1,1 @@
+"""Transfers of goods between a merchant's stores, and stock across stores."""
