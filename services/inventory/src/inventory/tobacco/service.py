@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -77,7 +78,7 @@ async def balances_at(
             StockMovement,
             merchant_id,
         )
-        .distinct(StockMovement.product_id)
+        .ext(pg.distinct_on(StockMovement.product_id))
         .where(
             StockMovement.store_id == store_id,
             StockMovement.product_id.in_(product_ids),
