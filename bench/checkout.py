@@ -384,18 +384,19 @@ def _cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, f
     return {group: after[group] - before.get(group, 0.0) for group in after}
 
 
-async def db_counters(postgres_url: str) -> tuple[int, int, int]:
+async def db_counters(postgres_url: str) -> tuple[int, int, int, int]:
+    """Commits, inserted rows, updated rows and sessions (connections opened) so far."""
     conn = await asyncpg.connect(postgres_url)
     try:
         row = await conn.fetchrow(
-            "SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated) "
+            "SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated), sum(sessions) "
             "FROM pg_stat_database WHERE datname = ANY($1)",
             list(SERVICE_DATABASES),
         )
     finally:
         await conn.close()
     assert row is not None
-    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
 
 
 def _database_url(postgres_url: str, name: str) -> str:
@@ -637,11 +638,12 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  {'stack':<16} {stack_cpu / done * 1000:7.1f}   ({stack_cpu / window:.2f})")
     others = max(machine_used - stack_cpu, 0.0) / window
     print(f"  rest of the machine (bench client, other work): {others:.2f} cores busy")
-    commits, inserts, updates = (a - b for a, b in zip(db_after, db_before, strict=True))
+    commits, inserts, updates, sessions = (a - b for a, b in zip(db_after, db_before, strict=True))
     work = (round(commits / done), round(inserts / done), round(updates / done))
     print(
         f"database work per checkout: {commits / done:.1f} commits, "
-        f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated"
+        f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated; "
+        f"{sessions / done:.2f} connections opened"
     )
     if args.idle_seconds > 0:
         idle = await idle_cpu(root, args.idle_seconds)

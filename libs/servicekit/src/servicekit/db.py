@@ -28,12 +28,22 @@ log = logging.getLogger(__name__)
 class Database:
     """The engine and session factory of one service's database."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        echo: bool = False,
+    ) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # An overflow connection is closed when it is returned and opened again at the next
+            # peak: a new PostgreSQL backend, a new TLS context, statements prepared again. The
+            # pool is sized for the steady load, the overflow only for bursts.
+            max_overflow=pool_size if max_overflow is None else max_overflow,
             pool_pre_ping=True,
             echo=echo,
         )
