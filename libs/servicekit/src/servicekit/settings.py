@@ -100,7 +100,9 @@ class ServiceSettings(PlatformSettings):
     # them as separate deployments).
     run_relay: bool = True
     run_consumers: bool = True
-    outbox_poll_interval: float = 1.0
+    # A fallback only: the relay wakes on the outbox's NOTIFY. Polling faster costs CPU on
+    # every replica while nobody sells.
+    outbox_poll_interval: float = 5.0
     outbox_batch_size: int = 500
     outbox_retention_hours: float = 72.0
     consumer_session_timeout_ms: int = 10_000
