@@ -111,7 +111,8 @@ class Stack:
 def started_stack() -> Iterator[None]:
     """``python -m countertop_local up`` in a temporary var/ directory, until the block ends."""
     var_dir = tempfile.mkdtemp(prefix="ct-bench-")
-    env = {**os.environ, "COUNTERTOP_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
+    # As `make up` runs it: default log level and format, telemetry on.
+    env = {**os.environ, "COUNTERTOP_VAR_DIR": var_dir}
     process = subprocess.Popen(
         [sys.executable, "-m", "countertop_local", "up"],
         env=env,
