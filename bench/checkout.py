@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import platform
 import secrets
@@ -179,7 +180,7 @@ async def prepare(stack: Stack) -> Setup:
             products.append(response.json()["id"])
         # Inventory learns the store from identity's events: on a fresh stack it may not yet.
         deadline = time.monotonic() + 60
-        while True:
+        for attempt in itertools.count():
             response = await inventory.post(
                 f"/v1/stores/{store_id}/stock-in",
                 json={
@@ -187,7 +188,8 @@ async def prepare(stack: Stack) -> Setup:
                     "occurred_at": datetime.now(UTC).isoformat(),
                     "lines": [{"product_id": p, "quantity": 1_000_000} for p in products],
                 },
-                headers={**hq, "Idempotency-Key": f"bench-stock-{run}"},
+                # A 404 is a final answer under its key: each attempt is a new request.
+                headers={**hq, "Idempotency-Key": f"bench-stock-{run}-{attempt}"},
             )
             if response.status_code != 404 or time.monotonic() > deadline:
                 break
