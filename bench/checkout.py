@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import platform
 import secrets
@@ -111,7 +112,8 @@ class Stack:
 def started_stack() -> Iterator[None]:
     """``python -m countertop_local up`` in a temporary var/ directory, until the block ends."""
     var_dir = tempfile.mkdtemp(prefix="ct-bench-")
-    env = {**os.environ, "COUNTERTOP_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
+    # As `make up` runs it: default log level and format, telemetry on.
+    env = {**os.environ, "COUNTERTOP_VAR_DIR": var_dir}
     process = subprocess.Popen(
         [sys.executable, "-m", "countertop_local", "up"],
         env=env,
@@ -137,9 +139,17 @@ def started_stack() -> Iterator[None]:
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
+def _ok(response: httpx.Response) -> None:
+    if response.is_error:
+        raise SystemExit(
+            f"{response.request.method} {response.request.url}: "
+            f"{response.status_code} {response.text[:400]}"
+        )
+
+
 async def login(identity: httpx.AsyncClient, phone: str) -> dict[str, str]:
     response = await identity.post("/v1/auth/login", json={"phone": phone, **DEMO})
-    response.raise_for_status()
+    _ok(response)
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
@@ -166,31 +176,41 @@ async def prepare(stack: Stack) -> Setup:
                 },
                 headers={**hq, "Idempotency-Key": f"bench-product-{run}-{i}"},
             )
-            response.raise_for_status()
+            _ok(response)
             products.append(response.json()["id"])
-        response = await inventory.post(
-            f"/v1/stores/{store_id}/stock-in",
-            json={
-                "document": f"BENCH-{run}",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "lines": [{"product_id": p, "quantity": 1_000_000} for p in products],
-            },
-            headers={**hq, "Idempotency-Key": f"bench-stock-{run}"},
-        )
-        response.raise_for_status()
+        # Inventory learns the store from identity's events: on a fresh stack it may not yet.
+        deadline = time.monotonic() + 60
+        for attempt in itertools.count():
+            response = await inventory.post(
+                f"/v1/stores/{store_id}/stock-in",
+                json={
+                    "document": f"BENCH-{run}",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "lines": [{"product_id": p, "quantity": 1_000_000} for p in products],
+                },
+                # A 404 is a final answer under its key: each attempt is a new request.
+                headers={**hq, "Idempotency-Key": f"bench-stock-{run}-{attempt}"},
+            )
+            if response.status_code != 404 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        _ok(response)
         phone = f"+86139{secrets.randbelow(10**8):08d}"
         response = await members.post(
             "/v1/members",
             json={"phone": phone, "name": "Bench member"},
             headers={**hq, "Idempotency-Key": f"bench-member-{run}"},
         )
-        response.raise_for_status()
+        _ok(response)
         member_id = response.json()["id"]
         # The catalog reaches orders through inventory's events: wait until it can be sold.
         deadline = time.monotonic() + 60
         while True:
+            probe_body = order_body(store_id, products, member_id)
             probe = await orders.post(
-                "/v1/orders", json=order_body(store_id, products, member_id), headers=cashier
+                "/v1/orders",
+                json=probe_body,
+                headers={**cashier, "Idempotency-Key": f"place-{probe_body['id']}"},
             )
             if probe.status_code in (200, 201):
                 break
@@ -211,93 +231,175 @@ def order_body(store_id: str, products: list[str], member_id: str) -> dict[str, 
     }
 
 
+async def checkout(
+    orders: httpx.AsyncClient,
+    payments: httpx.AsyncClient,
+    setup: Setup,
+    started: float,
+    measure_from: float,
+    results: Results,
+) -> None:
+    """One checkout: place the order, pay it in cash; latency counted from ``started``."""
+    body = order_body(setup.store_id, setup.products, setup.member_id)
+    placed = await orders.post(
+        "/v1/orders",
+        json=body,
+        headers={**setup.cashier, "Idempotency-Key": f"place-{body['id']}"},
+    )
+    if placed.status_code not in (200, 201):
+        results.failures.append(f"place {placed.status_code}: {placed.text[:200]}")
+        return
+    total = placed.json()["total"]
+    key = {**setup.cashier, "Idempotency-Key": f"pay-{body['id']}"}
+    payment_body = {"order_id": body["id"], "method": "cash", "amount": total}
+    for attempt in range(50):
+        paid = await payments.post("/v1/payments", json=payment_body, headers=key)
+        if paid.status_code == 201:
+            break
+        if paid.status_code in (404, 409, 503) and attempt < 49:
+            if started >= measure_from:
+                results.retries += 1
+            await asyncio.sleep(0.05)
+            continue
+        results.failures.append(f"pay {paid.status_code}: {paid.text[:200]}")
+        return
+    if started >= measure_from:
+        results.latencies.append(time.monotonic() - started)
+        results.orders.append(body["id"])
+
+
 async def till(
     stack: Stack, setup: Setup, until: float, measure_from: float, results: Results
 ) -> None:
+    """A closed-loop till: its next checkout starts when the previous one is answered."""
     async with stack.client("orders") as orders, stack.client("payments") as payments:
         while time.monotonic() < until:
-            started = time.monotonic()
-            body = order_body(setup.store_id, setup.products, setup.member_id)
-            placed = await orders.post("/v1/orders", json=body, headers=setup.cashier)
-            if placed.status_code not in (200, 201):
-                results.failures.append(f"place {placed.status_code}: {placed.text[:200]}")
-                continue
-            total = placed.json()["total"]
-            key = {**setup.cashier, "Idempotency-Key": f"pay-{body['id']}"}
-            payment_body = {"order_id": body["id"], "method": "cash", "amount": total}
-            for attempt in range(50):
-                paid = await payments.post("/v1/payments", json=payment_body, headers=key)
-                if paid.status_code == 201:
-                    break
-                if paid.status_code in (404, 409, 503) and attempt < 49:
-                    if started >= measure_from:
-                        results.retries += 1
-                    await asyncio.sleep(0.05)
-                    continue
-                results.failures.append(f"pay {paid.status_code}: {paid.text[:200]}")
-                break
-            else:
-                continue
-            if paid.status_code == 201 and started >= measure_from:
-                results.latencies.append(time.monotonic() - started)
-                results.orders.append(body["id"])
+            await checkout(orders, payments, setup, time.monotonic(), measure_from, results)
 
 
-def _service_processes() -> dict[str, list[psutil.Process]]:
-    groups: dict[str, list[psutil.Process]] = {}
-    names = {
-        "identity": "identity",
-        "orders": "orders",
-        "inventory": "inventory",
-        "members": "members",
-        "payments": "payments",
-        "device_gateway": "device-gateway",
-    }
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        name = proc.info.get("name") or ""
-        group = None
-        if name.startswith("postgres") or (cmdline and cmdline[0].startswith("postgres:")):
-            group = "postgresql"
-        elif any("tansu" in part for part in cmdline):
-            group = "broker"
-        elif "-m" in cmdline:
-            module = (
-                cmdline[cmdline.index("-m") + 1] if cmdline.index("-m") + 1 < len(cmdline) else ""
+async def open_loop(
+    stack: Stack,
+    setup: Setup,
+    rate: float,
+    until: float,
+    measure_from: float,
+    results: Results,
+) -> None:
+    """Checkouts started at ``rate`` per second on a fixed schedule, whether or not earlier
+    ones were answered: latency includes any queueing the stack causes."""
+    async with stack.client("orders") as orders, stack.client("payments") as payments:
+        tasks: set[asyncio.Task[None]] = set()
+        due = time.monotonic()
+        while due < until:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(
+                checkout(orders, payments, setup, due, measure_from, results)
             )
-            if module in names:
-                group = names[module]
-            elif module == "countertop_local" and "kafka" in cmdline:
-                group = "broker"
-        if group is not None:
-            groups.setdefault(group, []).append(proc)
-    return groups
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            due += 1 / rate
+        if tasks:
+            await asyncio.gather(*tasks)
 
 
-def _cpu(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
+#: Procfile entries (``python -m <module> [arg]``) and the group their CPU is counted in.
+_GROUPS = {
+    "identity": "identity",
+    "orders": "orders",
+    "inventory": "inventory",
+    "members": "members",
+    "payments": "payments",
+    "device_gateway": "device-gateway",
+    "countertop_local postgres": "postgresql",
+    "countertop_local kafka": "broker",
+    "countertop_local mqtt": "mqtt",
+}
+
+
+def _stack_root(orders_port: int) -> psutil.Process | None:
+    """The ``countertop_local up`` process of the stack whose orders service listens on
+    ``orders_port``.
+
+    Only that stack's processes are counted: other PostgreSQL servers, brokers and test runs
+    on the machine are not part of the figures."""
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == orders_port:
+            if conn.pid is None:
+                return None
+            root = None
+            with contextlib.suppress(psutil.Error):
+                # honcho forks a worker per entry: the outermost ``up`` is the manager.
+                for proc in psutil.Process(conn.pid).parents():
+                    cmdline = proc.cmdline()
+                    if "countertop_local" in cmdline and "up" in cmdline:
+                        root = proc
+            return root
+    return None
+
+
+def _group_of(proc: psutil.Process) -> str | None:
+    with contextlib.suppress(psutil.Error):
+        cmdline = proc.cmdline()
+        if "-m" in cmdline:
+            rest = cmdline[cmdline.index("-m") + 1 :]
+            for length in (2, 1):
+                group = _GROUPS.get(" ".join(rest[:length]))
+                if group is not None:
+                    return group
+    return None
+
+
+def _cpu(root: psutil.Process | None) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack: every process under the stack's
+    process manager, counted for the Procfile entry it runs or descends from (a PostgreSQL
+    backend counts for PostgreSQL; exited children count through their parent)."""
     totals: dict[str, float] = {}
-    for group, procs in groups.items():
-        total = 0.0
+    if root is None:
+        return totals
+    known: dict[int, str | None] = {}
+    with contextlib.suppress(psutil.Error):
+        procs = root.children(recursive=True)
+        by_pid = {proc.pid: proc for proc in procs}
+
+        def group_of(proc: psutil.Process) -> str | None:
+            if proc.pid not in known:
+                group = _group_of(proc)
+                if group is None:
+                    with contextlib.suppress(psutil.Error):
+                        parent = by_pid.get(proc.ppid())
+                        group = group_of(parent) if parent is not None else None
+                known[proc.pid] = group
+            return known[proc.pid]
+
         for proc in procs:
             with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
-        totals[group] = total
+                group = group_of(proc)
+                t = proc.cpu_times()
+                used = t.user + t.system + t.children_user + t.children_system
+                name = group or "process manager"
+                totals[name] = totals.get(name, 0.0) + used
     return totals
 
 
-async def db_counters(postgres_url: str) -> tuple[int, int, int]:
+def _cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {group: after[group] - before.get(group, 0.0) for group in after}
+
+
+async def db_counters(postgres_url: str) -> tuple[int, int, int, int]:
+    """Commits, inserted rows, updated rows and sessions (connections opened) so far."""
     conn = await asyncpg.connect(postgres_url)
     try:
         row = await conn.fetchrow(
-            "SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated) "
+            "SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated), sum(sessions) "
             "FROM pg_stat_database WHERE datname = ANY($1)",
             list(SERVICE_DATABASES),
         )
     finally:
         await conn.close()
     assert row is not None
-    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
 
 
 def _database_url(postgres_url: str, name: str) -> str:
@@ -461,27 +563,48 @@ async def _prepare_pgbench(url: str) -> None:
         await conn.close()
 
 
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.system + t.nice + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+async def idle_cpu(root: psutil.Process | None, seconds: float) -> dict[str, float]:
+    """Share of a core each part of the stack uses over ``seconds`` with no traffic."""
+    before = _cpu(root)
+    await asyncio.sleep(seconds)
+    return {g: used / seconds for g, used in _cpu_delta(_cpu(root), before).items()}
+
+
 async def run(args: argparse.Namespace) -> int:
     stack = Stack()
     print(f"preparing (stack at {stack.urls['orders']} ...)")
     setup = await prepare(stack)
+    root = _stack_root(SERVICES_BY_NAME["orders"].port(stack.env))
+    if root is None:
+        print("  the stack's processes were not found: no CPU figures")
     results = Results()
-    groups = _service_processes()
     start = time.monotonic()
     measure_from = start + args.warmup
     until = measure_from + args.duration
-    tills = [
-        asyncio.create_task(till(stack, setup, until, measure_from, results))
-        for _ in range(args.tills)
-    ]
+    if args.rate:
+        load = [
+            asyncio.create_task(open_loop(stack, setup, args.rate, until, measure_from, results))
+        ]
+    else:
+        load = [
+            asyncio.create_task(till(stack, setup, until, measure_from, results))
+            for _ in range(args.tills)
+        ]
     await asyncio.sleep(args.warmup)
-    cpu_before = _cpu(groups)
+    cpu_before = _cpu(root)
+    machine_before = _machine_busy()
     db_before = await db_counters(stack.postgres_url)
     window_start = time.monotonic()
-    await asyncio.gather(*tills)
+    await asyncio.gather(*load)
     window = time.monotonic() - window_start
     db_after = await db_counters(stack.postgres_url)
-    cpu_after = _cpu(groups)
+    machine_used = _machine_busy() - machine_before
+    cpu_used = _cpu_delta(_cpu(root), cpu_before)
 
     done = len(results.orders)
     print()
@@ -489,7 +612,8 @@ async def run(args: argparse.Namespace) -> int:
         f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
-    print(f"tills: {args.tills}, window: {window:.1f} s after {args.warmup:g} s warm-up")
+    offered = f"open loop at {args.rate:g} checkouts/s" if args.rate else f"tills: {args.tills}"
+    print(f"{offered}, window: {window:.1f} s after {args.warmup:g} s warm-up")
     if done == 0:
         print("no checkout completed", results.failures[:5])
         return 1
@@ -508,19 +632,29 @@ async def run(args: argparse.Namespace) -> int:
             f"settle lag to {name}: p50 {pct(values, 0.5) * 1000:.0f} ms, "
             f"p99 {pct(values, 0.99) * 1000:.0f} ms ({len(values)} orders)"
         )
-    print("CPU ms per checkout:")
-    total_cpu = 0.0
-    for group in sorted(cpu_after):
-        used = cpu_after[group] - cpu_before.get(group, 0.0)
-        total_cpu += used
-        print(f"  {group:<16} {used / done * 1000:7.1f}")
-    print(f"  {'all':<16} {total_cpu / done * 1000:7.1f}")
-    commits, inserts, updates = (a - b for a, b in zip(db_after, db_before, strict=True))
+    print("settle lag to receipt job queued: not measured (the device gateway prints nothing yet)")
+    stack_cpu = sum(cpu_used.values())
+    print("CPU ms per checkout (cores busy over the window):")
+    for group in sorted(cpu_used):
+        used = cpu_used[group]
+        print(f"  {group:<16} {used / done * 1000:7.1f}   ({used / window:.2f})")
+    print(f"  {'stack':<16} {stack_cpu / done * 1000:7.1f}   ({stack_cpu / window:.2f})")
+    others = max(machine_used - stack_cpu, 0.0) / window
+    print(f"  rest of the machine (bench client, other work): {others:.2f} cores busy")
+    commits, inserts, updates, sessions = (a - b for a, b in zip(db_after, db_before, strict=True))
     work = (round(commits / done), round(inserts / done), round(updates / done))
     print(
         f"database work per checkout: {commits / done:.1f} commits, "
-        f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated"
+        f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated; "
+        f"{sessions / done:.2f} connections opened"
     )
+    if args.idle_seconds > 0:
+        idle = await idle_cpu(root, args.idle_seconds)
+        parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))
+        print(
+            f"idle ({args.idle_seconds:g} s, no traffic, all settled): "
+            f"{sum(idle.values()):.3f} cores for the whole stack ({parts})"
+        )
     if args.pgbench_seconds > 0:
         bound = await pgbench_bound(stack.postgres_url, *work, args.pgbench_seconds, 16)
         print(
@@ -540,7 +674,11 @@ def main() -> int:
     parser.add_argument("--tills", type=int, default=16)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="open loop: checkouts/s offered (no tills)"
+    )
     parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--start", action="store_true", help="start a stack for the run")
     args = parser.parse_args()
     with started_stack() if args.start else contextlib.nullcontext():

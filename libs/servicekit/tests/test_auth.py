@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.orm import DeclarativeBase
 
+from servicekit import auth as auth_module
 from servicekit.auth import (
     JwksKeySource,
     Principal,
@@ -554,3 +555,39 @@ def test_scoped_needs_a_merchant_column() -> None:
         scoped(sa.select(unscoped.c.id), unscoped, principal_for(None))
     with pytest.raises(ValueError, match="merchant_id"):
         scoped_to_merchant(sa.select(unscoped.c.id), unscoped, MERCHANT)
+
+
+async def test_a_verified_token_is_checked_again_only_when_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    clock.now = time.time()
+    verifier = TokenVerifier(StaticKeySource(public_jwks([ED_KEY])), ISSUER, AUDIENCE, clock=clock)
+    decoded: list[str] = []
+    decode = auth_module.jwt.decode
+
+    def counting_decode(value: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(value)
+        return decode(value, *args, **kwargs)
+
+    monkeypatch.setattr(auth_module.jwt, "decode", counting_decode)
+    signed = token()
+    first = await verifier.verify(signed)
+    assert await verifier.verify(signed) == first
+    assert len(decoded) == 1
+    clock.now += 600 + verifier.leeway + 1
+    with pytest.raises(Problem) as expired:
+        await verifier.verify(signed)
+    assert expired.value.code == "token_expired"
+
+
+async def test_a_remembered_token_ends_with_its_key() -> None:
+    identity, clock = FakeIdentity([ED_KEY]), Clock()
+    verifier = TokenVerifier(jwks_source(identity, clock), ISSUER, AUDIENCE)
+    signed = token()
+    await verifier.verify(signed)
+    identity.keys = [EC_KEY]  # identity withdraws the key that signed it
+    clock.now += 301  # the JWKS copy is refreshed
+    with pytest.raises(Problem) as refused:
+        await verifier.verify(signed)
+    assert refused.value.code == "invalid_token"

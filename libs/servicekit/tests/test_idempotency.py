@@ -319,6 +319,13 @@ def make_app(
             raise NotFound("Order not known yet.", code="order_not_found", transient=True)
         return {"name": body.name}
 
+    @router.post("/v1/lock-timeout", status_code=201, dependencies=[Depends(THINGS)])
+    async def lock_timeout(body: ThingIn, session: SessionDep) -> dict[str, str]:
+        """What bounds the business work's lock waits once the key is claimed."""
+        executions[body.name] += 1
+        setting = await session.scalar(sa.text("SELECT current_setting('lock_timeout')"))
+        return {"name": body.name, "lock_timeout": str(setting)}
+
     @router.post("/v1/burn", dependencies=[Depends(THINGS)])
     async def burn(body: ThingIn, session: SessionDep) -> dict[str, str]:
         executions[body.name] += 1
@@ -954,3 +961,11 @@ async def test_purge_expired(database: Database) -> None:
             sa.text("SELECT key FROM idempotency_keys WHERE scope = :scope"), {"scope": scope}
         )
         assert list(left.scalars()) == ["3"]
+
+
+async def test_the_business_work_runs_without_the_keys_lock_timeout(harness: Harness) -> None:
+    """The wait on a concurrent duplicate's key is bounded; the work after the claim is not."""
+    name = f"bounded-{uuid.uuid4().hex[:6]}"
+    response = await post(harness, "/v1/lock-timeout", body(name), new_key())
+    assert response.status_code == 201, response.text
+    assert response.json()["lock_timeout"] == "0"

@@ -89,7 +89,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        database = Database(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         instrument_engine(database.engine)
         runtime = Runtime(settings=settings, database=database, bus=the_bus)
         app.state.runtime = runtime

@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -344,6 +345,18 @@ def _uuid_list_claim(claims: Mapping[str, Any], name: str) -> frozenset[uuid.UUI
         raise _InvalidToken(f"claim {name!r} must be a list of UUIDs") from None
 
 
+#: Verified tokens remembered per verifier: the tokens of the tills served at once.
+_REMEMBERED_TOKENS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    expires: float
+    kid: str
+    key: SigningKey
+
+
 class TokenVerifier:
     """Verifies access tokens and turns their claims into a :class:`Principal`.
 
@@ -365,6 +378,9 @@ class TokenVerifier:
         self.audience = audience
         self.leeway = leeway
         self._clock = clock
+        # A till sends the same token with every request: the signature and claims of a token
+        # already verified are not checked again until it expires (see _remembered).
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -383,6 +399,9 @@ class TokenVerifier:
             ) from None
 
     async def _verify(self, token: str) -> Principal:
+        remembered = await self._remembered(token)
+        if remembered is not None:
+            return remembered
         if not token or len(token) > _MAX_TOKEN_LENGTH:
             raise _InvalidToken("empty or oversized token")
         segments = token.split(".")
@@ -432,7 +451,34 @@ class TokenVerifier:
             raise
         except JoseError as exc:
             raise _InvalidToken(f"claims: {exc}") from None
-        return self._principal(claims)
+        principal = self._principal(claims)
+        self._remember(token, _Verified(principal, float(claims["exp"]), kid, key))
+        return principal
+
+    async def _remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before, while it is unexpired and signed by a
+        key the key source still holds (a key withdrawn from the JWKS ends it at once)."""
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        if self._clock() > entry.expires + self.leeway:
+            del self._verified[token]
+            raise ExpiredTokenError("exp")
+        try:
+            key = await self.key_source.get_key(entry.kid)
+        except UnknownKeyError:
+            key = None
+        if key is not entry.key:
+            self._verified.pop(token, None)
+            return None  # verified afresh against the key source's current keys
+        self._verified.move_to_end(token)
+        return entry.principal
+
+    def _remember(self, token: str, entry: _Verified) -> None:
+        self._verified[token] = entry
+        self._verified.move_to_end(token)
+        while len(self._verified) > _REMEMBERED_TOKENS:
+            self._verified.popitem(last=False)
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         try:

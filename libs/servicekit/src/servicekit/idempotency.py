@@ -104,6 +104,25 @@ _metadata = sa.MetaData()
 idempotency_keys: Final = define_platform_tables(_metadata)["idempotency_keys"]
 _t = idempotency_keys.c
 
+# The key's insert with its lock_timeout set just before, in one statement: the insert reads
+# its row from ``applied``, so set_config has run before the insert can wait on a concurrent
+# duplicate's row; ``prior`` (read before the change) is returned for setting it back.
+_CLAIM_BOUNDED: Final = sa.text(
+    """
+    WITH prior AS MATERIALIZED (SELECT current_setting('lock_timeout') AS value),
+    applied AS MATERIALIZED (SELECT set_config('lock_timeout', :timeout, true) FROM prior),
+    claimed AS (
+        INSERT INTO idempotency_keys
+            (scope, key, method, path, request_hash, state, created_at, expires_at)
+        SELECT :scope, :key, :method, :path, :request_hash, :state, now(), now() + :retention
+        FROM applied
+        ON CONFLICT (scope, key) DO NOTHING
+        RETURNING key
+    )
+    SELECT (SELECT value FROM prior) AS prior, EXISTS (SELECT 1 FROM claimed) AS claimed
+    """
+).bindparams(sa.bindparam("retention", type_=sa.Interval()))
+
 ScopeResolver = Callable[[Request], Awaitable[str]]
 
 
@@ -459,25 +478,38 @@ async def _claim(
     }
     where_key = (_t.scope == context.scope) & (_t.key == context.key)
     # Waiting on a concurrent duplicate is bounded; the business work after it is not, so the
-    # setting goes back to what it was once the key is settled.
-    prior = (
-        await session.execute(
-            sa.select(
-                sa.func.current_setting("lock_timeout"),
-                sa.func.set_config("lock_timeout", f"{max(1, int(wait_seconds * 1000))}ms", True),
-            )
-        )
-    ).one()[0]
+    # setting goes back to what it was once the key is settled. The first attempt sets the
+    # bound and inserts in one statement (one round trip fewer per request).
+    prior: str | None = None
     try:
         # A row can vanish between the insert and the select (purged): going round settles it.
         for _ in range(5):
-            inserted = await session.execute(
-                pg_insert(idempotency_keys)
-                .values(scope=context.scope, key=context.key, **fresh)
-                .on_conflict_do_nothing(index_elements=[_t.scope, _t.key])
-                .returning(_t.key)
-            )
-            if inserted.scalar_one_or_none() is not None:
+            if prior is None:
+                first = (
+                    await session.execute(
+                        _CLAIM_BOUNDED,
+                        {
+                            "timeout": f"{max(1, int(wait_seconds * 1000))}ms",
+                            "scope": context.scope,
+                            "key": context.key,
+                            "method": method,
+                            "path": path,
+                            "request_hash": fingerprint,
+                            "state": _STATE_IN_PROGRESS,
+                            "retention": retention,
+                        },
+                    )
+                ).one()
+                prior, claimed = first.prior, first.claimed
+            else:
+                inserted = await session.execute(
+                    pg_insert(idempotency_keys)
+                    .values(scope=context.scope, key=context.key, **fresh)
+                    .on_conflict_do_nothing(index_elements=[_t.scope, _t.key])
+                    .returning(_t.key)
+                )
+                claimed = inserted.scalar_one_or_none() is not None
+            if claimed:
                 break
             row = (
                 await session.execute(
@@ -524,6 +556,7 @@ async def _claim(
         if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
             raise _in_progress() from None
         raise
+    assert prior is not None
     await session.execute(sa.select(sa.func.set_config("lock_timeout", prior, True)))
     return None
 

@@ -91,13 +91,18 @@ class ServiceSettings(PlatformSettings):
     port: int = 8100
     # The service's own database URL; when unset, its database on POSTGRES_URL.
     database_url: str | None = None
-    db_pool_size: int = 10
+    # Held open: a request, the relay and each consumer take one at a time, and a service under
+    # a store chain's load runs a few dozen requests at once (see docs/benchmarks.md).
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
     kafka_partitions: int = 3
     # Outbox relay and consumers run inside the service process unless turned off (e.g. to run
     # them as separate deployments).
     run_relay: bool = True
     run_consumers: bool = True
-    outbox_poll_interval: float = 1.0
+    # A fallback only: the relay wakes on the outbox's NOTIFY. Polling faster costs CPU on
+    # every replica while nobody sells.
+    outbox_poll_interval: float = 5.0
     outbox_batch_size: int = 500
     # Sent rows are kept this long (and until a log audit found them safe) so that a window
     # the broker lost can be published again; Kafka's own default retention is 7 days.

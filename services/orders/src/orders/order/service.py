@@ -240,16 +240,24 @@ async def _tenders(
     return list(rows.scalars())
 
 
+async def _refunds(session: AsyncSession, order: Order) -> list[Refund]:
+    rows = await session.execute(
+        sa.select(Refund)
+        .where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
+        .order_by(Refund.recorded_at, Refund.refund_id)
+    )
+    return list(rows.scalars())
+
+
 async def order_out(session: AsyncSession, order: Order) -> OrderOut:
     lines = await _lines(session, order)
     tenders = await _tenders(session, order.merchant_id, order.id)
-    refunds = (
-        await session.execute(
-            sa.select(Refund)
-            .where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
-            .order_by(Refund.recorded_at, Refund.refund_id)
-        )
-    ).scalars()
+    return _order_out(order, lines, tenders, await _refunds(session, order))
+
+
+def _order_out(
+    order: Order, lines: list[OrderLine], tenders: list[Tender], refunds: list[Refund]
+) -> OrderOut:
     return OrderOut(
         **summary_out(order).model_dump(),
         lines=[
@@ -530,7 +538,7 @@ async def place_order(
     currency = priced[0].unit_price.currency
     subtotal = Money.total((p.gross for p in priced), currency)
     discount_total = Money.total((p.discount for p in priced), currency)
-    inserted = await session.execute(
+    inserted = await session.scalars(
         pg.insert(Order)
         .values(
             merchant_id=principal.merchant_id,
@@ -553,15 +561,17 @@ async def place_order(
             version=1,
         )
         .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.id])
-        .returning(Order.id)
+        # The row as inserted, server defaults included, becomes the session's Order: no
+        # second read. The order key's lock keeps others off it until commit.
+        .returning(Order),
+        execution_options={"populate_existing": True},
     )
-    if inserted.scalar_one_or_none() is None:
+    order = inserted.one_or_none()
+    if order is None:
         # Cannot happen under the order key's lock; kept as a guard should that ever change.
         raced = await load(session, principal.merchant_id, body.id)
         assert raced is not None
         return await _existing(session, principal, raced, digest), False
-    order = await load(session, principal.merchant_id, body.id, for_update=True)
-    assert order is not None
     lines = [
         OrderLine(
             id=new_id(),
@@ -603,8 +613,11 @@ async def place_order(
     if order.channel in KITCHEN_CHANNELS:
         await _kitchen_tickets(session, order, lines)
     # Payments taken offline may have reached us before the order did.
-    await settle(session, order)
-    return await order_out(session, order), True
+    settled = await settle(session, order)
+    # Built from what this transaction wrote and read: the lines are these, the tenders are
+    # those settle counted, and refunds are read only when settle saw any.
+    refunds = await _refunds(session, order) if settled.refunds else []
+    return _order_out(order, lines, settled.tenders, refunds), True
 
 
 async def _existing(
@@ -703,13 +716,21 @@ async def complete(session: AsyncSession, principal: Principal, order_id: uuid.U
 # --- payments ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What :func:`settle` read: the order's tenders and how many refunds it has."""
+
+    tenders: list[Tender]
+    refunds: int
+
+
 async def settle(
     session: AsyncSession,
     order: Order,
     *,
     causation_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
-) -> None:
+) -> Settled:
     """Bring ``paid_total`` and ``refunded_total`` up to date from the tenders and refunds; a
     placed order whose tenders cover its total becomes paid and announces it, then announces
     the refunds that arrived before it was paid. The caller holds the order's row lock.
@@ -717,19 +738,24 @@ async def settle(
     Tenders of a cancelled order (a capture after the cancel, refunded by payments) are
     counted and shown but never reopen or pay it."""
     tenders = await _tenders(session, order.merchant_id, order.id)
-    order.paid_total = sum(t.amount for t in tenders if t.currency == order.currency)
-    refunded, unannounced = (
+    paid_total = sum(t.amount for t in tenders if t.currency == order.currency)
+    refunded, unannounced, refund_count = (
         await session.execute(
             sa.select(
                 sa.func.coalesce(
                     sa.func.sum(Refund.amount).filter(Refund.currency == order.currency), 0
                 ),
                 sa.func.count().filter(Refund.announced_at.is_(None)),
+                sa.func.count(),
             ).where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
         )
     ).one()
-    order.refunded_total = int(refunded)
-    order.updated_at = datetime.now(UTC)
+    # Only a change is written: settling an order nothing was paid for yet (every placement)
+    # costs no UPDATE.
+    if order.paid_total != paid_total or order.refunded_total != int(refunded):
+        order.paid_total = paid_total
+        order.refunded_total = int(refunded)
+        order.updated_at = datetime.now(UTC)
     if order.status == "placed" and tenders and order.total > 0 and order.paid_total >= order.total:
         transition(order, "paid")
         order.paid_at = datetime.now(UTC)
@@ -764,6 +790,7 @@ async def settle(
         await announce_refunds(
             session, order, causation_id=causation_id, correlation_id=correlation_id
         )
+    return Settled(tenders, int(refund_count))
 
 
 _RETURNED_SO_FAR = sa.text(

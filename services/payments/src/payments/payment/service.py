@@ -152,14 +152,22 @@ async def ensure_order_known(
     )
 
 
-async def _locked_order(
+async def _find_locked_order(
     session: AsyncSession, principal: Principal, order_id: uuid.UUID
-) -> OrderReplica:
+) -> OrderReplica | None:
     order: OrderReplica | None = await session.scalar(
         scoped(sa.select(OrderReplica), OrderReplica, principal)
         .where(OrderReplica.order_id == order_id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
+    return order
+
+
+async def _locked_order(
+    session: AsyncSession, principal: Principal, order_id: uuid.UUID
+) -> OrderReplica:
+    order = await _find_locked_order(session, principal, order_id)
     if order is None:
         raise NotFound("Order not found.", code="order_not_found", transient=True)
     return order
@@ -249,8 +257,10 @@ async def create_payment(
     """Take a payment (see the module docstring). Returns the payment and the ids of refunds
     opened on the way, to be carried out at the provider once this transaction committed."""
     payment_id = derived_id(principal, idempotency_key, "payment")
-    async with database.transaction() as lookup:
-        payment = await find_payment(lookup, principal.merchant_id, payment_id)
+    # Read in the request's own transaction: under READ COMMITTED it sees a pending row
+    # another attempt committed, and a separate transaction would cost a connection and a
+    # commit per payment.
+    payment = await find_payment(session, principal.merchant_id, payment_id)
     if payment is not None:
         _same_request(payment, principal, body)
     elif body.method == CASH:
@@ -285,8 +295,12 @@ async def _take_cash(
         raise _invalid("tendered.currency", "currency_mismatch", "Tendered in another currency.")
     if tendered.amount < body.amount.amount:
         raise _invalid("tendered.amount", "insufficient_tender", "Less than the amount was given.")
-    await ensure_order_known(database, principal, body.order_id, orders)
-    order = await _locked_order(session, principal, body.order_id)
+    # The replica usually holds the order already: lock it in the request's transaction and
+    # only read through (in transactions of its own) when it does not.
+    order = await _find_locked_order(session, principal, body.order_id)
+    if order is None:
+        await ensure_order_known(database, principal, body.order_id, orders)
+        order = await _locked_order(session, principal, body.order_id)
     await _check_payable(session, order, body)
     now = datetime.now(UTC)
     payment = Payment(
