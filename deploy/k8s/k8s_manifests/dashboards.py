@@ -318,6 +318,18 @@ def dashboards(services: list[Service]) -> dict[str, dict[str, Any]]:
                     "{{group}} {{outcome}}",
                 ),
             )
+        if svc.name == "device-gateway":
+            board.panel(
+                "Open device alerts by kind",
+                "short",
+                ("max by (kind) (countertop_device_alerts_open)", "{{kind}}"),
+            )
+            board.panel(
+                "Print jobs by state, and the oldest waiting",
+                "short",
+                ("max by (state) (countertop_print_jobs)", "{{state}}"),
+                ("max(countertop_print_jobs_oldest_queued_age_seconds)", "oldest waiting (s)"),
+            )
         board.panel(
             "CPU seconds per second by pod",
             "short",

@@ -190,6 +190,13 @@ async def test_failover_to_the_backup_printer_of_the_station(gateway: Gateway) -
     assert primary.printed == []
 
 
+def gauge(scraped: str, name: str, label: str) -> float:
+    for line in scraped.splitlines():
+        if line.startswith(name + "{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{label}}} is not exposed")
+
+
 async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
     gateway: Gateway,
 ) -> None:
@@ -214,6 +221,10 @@ async def test_paper_out_raises_an_alert_and_the_last_retry_fails_the_job(
     assert ("paper_out", device["id"]) in kinds
     assert ("print_failed", None) in kinds
     assert len([k for k in kinds if k[0] == "paper_out"]) == 1  # one open alert, not one per try
+    # Operators see it too: the gauges behind the printer alerts of the dashboards.
+    scraped = (await gateway.client.get("/metrics")).text
+    assert gauge(scraped, "countertop_device_alerts_open", 'kind="paper_out"') >= 1
+    assert gauge(scraped, "countertop_print_jobs", 'state="failed"') >= 1
 
     # Paper back in: a reprint comes out and the paper alert closes.
     printer.paper_out = False

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import FastAPI
 
+from device_gateway.alerts import figures
 from device_gateway.alerts import service as alerts
 from device_gateway.alerts.router import router as alerts_router
 from device_gateway.bridge.mqtt import MqttBridge
@@ -28,6 +29,7 @@ from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 from servicekit.db import Database
+from servicekit.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ def create_app(
     settings = settings or Settings()
 
     async def start_workers(runtime: Runtime) -> None:
+        runtime.extras["unregister_figures"] = metrics.register_scrape_hook(
+            settings.service_name, figures.refresher(runtime.database)
+        )
         if settings.run_printing:
             dispatcher = PrintDispatcher(runtime.database, settings)
             await dispatcher.start()
@@ -66,6 +71,9 @@ def create_app(
         )
 
     async def stop_workers(runtime: Runtime) -> None:
+        unregister = runtime.extras.pop("unregister_figures", None)
+        if unregister is not None:
+            unregister()
         task = runtime.extras.pop("offline_alerts", None)
         if task is not None:
             task.cancel()
