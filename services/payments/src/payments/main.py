@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from payments.config import Settings
+from payments.figures.router import router as figures_router
 from payments.payment.reconcile import Reconciler
 from payments.payment.router import router as payments_router
 from payments.providers import Providers
@@ -74,7 +75,7 @@ def create_app(
     app = build_app(
         config,
         title="Countertop Payments",
-        routers=[payments_router, settlement_router],
+        routers=[figures_router, payments_router, settlement_router],
         consumers={"order-replica": replica_handlers},
         publishes=PUBLISHES,
         bus=bus,
