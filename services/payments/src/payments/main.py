@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from payments.config import Settings
 from payments.figures.router import router as figures_router
+from payments.offline.handlers import offline_handlers
 from payments.payment.reconcile import Reconciler
 from payments.payment.router import router as payments_router
 from payments.providers import Providers
@@ -76,7 +77,12 @@ def create_app(
         config,
         title="Countertop Payments",
         routers=[figures_router, payments_router, settlement_router],
-        consumers={"order-replica": replica_handlers},
+        consumers={
+            "order-replica": replica_handlers,
+            "orders-offline": offline_handlers(
+                config.method_providers, config.default_fee_rate_bps
+            ),
+        },
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,

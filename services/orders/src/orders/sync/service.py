@@ -533,7 +533,10 @@ def _settle(prepared: _Prepared, now: datetime) -> None:
                 order_id=order["id"],
                 store_id=order["store_id"],
                 amount=refund.amount,
-                returned_lines=[ReturnedLine.model_validate(x) for x in refund.returned_lines],
+                returned_lines=[
+                    ReturnedLine(product_id=x.product_id, quantity=x.quantity)
+                    for x in refund.returned_lines
+                ],
                 reason=refund.reason,
                 till_id=order["till_id"],
                 occurred_at=refund.occurred_at,
