@@ -104,9 +104,7 @@ async def test_online_orders_get_numbers_tax_and_the_tills_shift(harness: Harnes
     assert body["lines"][0]["tax"] == {"amount": line_tax(3000, 600), "currency": "CNY"}
     assert body["tax_by_rate"] == [{"rate_bps": 600, "tax": {"amount": 170, "currency": "CNY"}}]
     assert second.json()["shift_id"] is None
-    found = await harness.client.get(
-        f"/v1/orders/{body['id']}", headers=harness.auth(merchant)
-    )
+    found = await harness.client.get(f"/v1/orders/{body['id']}", headers=harness.auth(merchant))
     assert found.json()["number"] == body["number"]
     placed = await harness.wait_events("orders.order.placed", merchant, 2)
     assert {e.payload["number"] for e in placed} == {body["number"], second.json()["number"]}
@@ -120,7 +118,8 @@ async def test_a_batch_twice_and_overlapping_batches_create_each_order_once(
     product = await harness.seed_product(merchant, price=1000)
     batch = [_order(product, quantity=i + 1) for i in range(20)]
     first = await _sync(harness, merchant, store, batch)
-    assert first["created"] == 20 and first["rejected"] == 0, first
+    assert first["created"] == 20, first
+    assert first["rejected"] == 0
     again = await _sync(harness, merchant, store, batch)
     assert again["already_synced"] == 20
     assert [r["order"]["number"] for r in again["results"]] == [
@@ -149,7 +148,8 @@ async def test_a_batch_twice_and_overlapping_batches_create_each_order_once(
         tenders = await session.scalar(
             sa.select(sa.func.count()).select_from(Tender).where(Tender.merchant_id == merchant)
         )
-    assert count == 30 and tenders == 30
+    assert count == 30
+    assert tenders == 30
     assert paid == sum(1000 * (i + 1) for i in range(20)) + 10 * 1000
     assert sorted(int(n.rsplit("-", 1)[1]) for n in numbers) == list(range(1, 31))
     assert await harness.outboxed("orders.order.placed", merchant) == 30
@@ -272,11 +272,13 @@ async def test_late_order_lands_in_its_day_and_shift_with_its_refund(harness: Ha
     (created,) = result["results"]
     assert created["status"] == "created", created
     order = created["order"]
-    assert order["late"] is True and order["source"] == "offline"
+    assert order["late"] is True
+    assert order["source"] == "offline"
     assert order["shift_id"] == str(shift_id)
-    assert order["business_day"] == yesterday.astimezone(
-        __import__("zoneinfo").ZoneInfo("Asia/Shanghai")
-    ).date().isoformat()
+    assert (
+        order["business_day"]
+        == yesterday.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).date().isoformat()
+    )
     assert order["status"] == "partially_refunded"
     assert order["refunded_total"]["amount"] == 1000
     report = await harness.client.get(f"/v1/shifts/{shift_id}", headers=harness.auth(merchant))
@@ -285,9 +287,7 @@ async def test_late_order_lands_in_its_day_and_shift_with_its_refund(harness: Ha
     assert figures["cash"]["over_short"]["amount"] == 12000 - 11000
     assert figures["wechat_pay"]["tenders"]["amount"] == 1000
     refunded = await harness.wait_events("orders.order.refunded", merchant, 1)
-    assert refunded[0].payload["returned_lines"] == [
-        {"product_id": str(product), "quantity": 1}
-    ]
+    assert refunded[0].payload["returned_lines"] == [{"product_id": str(product), "quantity": 1}]
     offline = await harness.wait_events("orders.order.offline_tendered", merchant, 2)
     assert {e.payload["provider_reference"] for e in offline} == {None, "wx-4200001"}
     state = await harness.client.get(
