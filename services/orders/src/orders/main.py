@@ -10,6 +10,7 @@ from orders.config import Settings
 from orders.members.handlers import handlers as member_handlers
 from orders.order.handlers import handlers as payment_handlers
 from orders.order.router import router as orders_router
+from orders.reports.router import router as reports_router
 from orders.shifts.router import router as shifts_router
 from orders.stores.handlers import handlers as store_handlers
 from orders.sync.router import router as sync_router
@@ -29,7 +30,7 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Orders",
-        routers=[orders_router, shifts_router, sync_router],
+        routers=[orders_router, shifts_router, sync_router, reports_router],
         consumers={
             "catalog": catalog_handlers,
             "stores": store_handlers,
