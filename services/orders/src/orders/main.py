@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from orders.catalog.handlers import handlers as catalog_handlers
 from orders.config import Settings
+from orders.exports.router import router as exports_router
 from orders.members.handlers import handlers as member_handlers
 from orders.order.handlers import handlers as payment_handlers
 from orders.order.router import router as orders_router
@@ -30,7 +31,7 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Orders",
-        routers=[orders_router, shifts_router, sync_router, reports_router],
+        routers=[orders_router, shifts_router, sync_router, reports_router, exports_router],
         consumers={
             "catalog": catalog_handlers,
             "stores": store_handlers,
