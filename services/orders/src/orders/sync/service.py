@@ -402,7 +402,7 @@ def _prepare(ctx: _Context, index: int, body: SyncOrder) -> _Prepared:
         "updated_at": ctx.now,
         "number": None,
         "business_day": day,
-        "till_id": ctx.till_id,
+        "till_id": shift.till_id if shift is not None else ctx.till_id,
         "shift_id": shift.id if shift is not None else None,
         "cashier_id": (shift.cashier_id if shift is not None else None) or ctx.principal.subject,
         "source": "offline",
