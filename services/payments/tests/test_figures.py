@@ -3,10 +3,15 @@ its order's business day, scoped to the caller's merchant and stores."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from datetime import date
+from decimal import Decimal
 from typing import Any
+
+from openpyxl import load_workbook
 
 from contracts.ids import new_id
 from contracts.registry import make_envelope
@@ -255,3 +260,57 @@ async def test_a_store_manager_sees_only_their_stores_figures(harness: Harness) 
     )
     assert response.json()["currencies"][0]["captured"] == cny(100)
     assert json.dumps(response.json()).count(str(theirs)) == 0
+
+
+async def test_export_of_a_days_payments_and_refunds(harness: Harness) -> None:
+    merchant, store = new_id(), new_id()
+    order = await place(harness, merchant, store, 1250, DAY)
+    cash = await pay(harness, merchant, order, "cash", 1250)
+    await refund(harness, merchant, cash["id"], 250)
+    other_day = await place(harness, merchant, store, 999, NEXT_DAY)
+    await pay(harness, merchant, other_day, "cash", 999)
+    stranger = new_id()
+    await pay(harness, stranger, await place(harness, stranger, store, 777, DAY), "cash", 777)
+
+    days = {"business_day_from": DAY.isoformat(), "business_day_to": DAY.isoformat()}
+    response = await harness.client.get(
+        "/v1/payments/export", params=days, headers=harness.token(merchant, READER)
+    )
+    assert response.status_code == 200, response.text
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows[0] == ["支付"]
+    header = rows[1]
+    payment_rows = rows[2 : rows.index([])]
+    assert len(payment_rows) == 1
+    line = dict(zip(header, payment_rows[0], strict=True))
+    assert line["支付ID"] == cash["id"]
+    assert line["营业日"] == DAY.isoformat()
+    assert line["金额"] == "12.50"
+    assert line["已退金额"] == "2.50"
+    refunds_at = rows.index(["退款"])
+    refund_rows = rows[refunds_at + 2 :]
+    assert len(refund_rows) == 1
+    assert dict(zip(rows[refunds_at + 1], refund_rows[0], strict=True))["金额"] == "2.50"
+
+    workbook_response = await harness.client.get(
+        "/v1/payments/export",
+        params={**days, "format": "xlsx", "lang": "en"},
+        headers=harness.token(merchant, READER),
+    )
+    workbook = load_workbook(io.BytesIO(workbook_response.content), read_only=True)
+    assert workbook.sheetnames == ["Payments", "Refunds"]
+    payments = list(workbook["Payments"].iter_rows(values_only=True))
+    assert payments[0][0] == "Business day"
+    assert len(payments) == 2
+    assert Decimal(str(payments[1][payments[0].index("Amount")])) == Decimal("12.5")
+
+    cashier = await harness.client.get(
+        "/v1/payments/export", params=days, headers=harness.token(merchant)
+    )
+    assert cashier.status_code == 403
+    wrong = await harness.client.get(
+        "/v1/payments/export",
+        params={**days, "format": "pdf"},
+        headers=harness.token(merchant, READER),
+    )
+    assert wrong.status_code == 422
