@@ -86,6 +86,14 @@ class Scope:
         return Money.of(int(amount or 0), self.currency)
 
 
+def _refund_of_a_tender() -> sa.ColumnElement[bool]:
+    """A refund of a payment the order counted: the refund of a late capture on a failed
+    payment (never a tender) nets to nothing with it, and payments leaves both out too."""
+    return sa.exists().where(
+        Tender.merchant_id == Refund.merchant_id, Tender.payment_id == Refund.payment_id
+    )
+
+
 def _lines_of(scope: Scope) -> sa.ColumnElement[bool]:
     return sa.and_(
         OrderLine.merchant_id == Order.merchant_id,
@@ -136,7 +144,7 @@ async def _summary(session: AsyncSession, scope: Scope, taxes: list[TaxLine]) ->
                 Order,
                 sa.and_(Refund.merchant_id == Order.merchant_id, Refund.order_id == Order.id),
             )
-            .where(*scope.sales(), Refund.currency == scope.currency)
+            .where(*scope.sales(), Refund.currency == scope.currency, _refund_of_a_tender())
         )
     ).one()
     mismatches = await session.scalar(
@@ -174,7 +182,7 @@ async def _by_method(session: AsyncSession, scope: Scope) -> list[MethodLine]:
     refunds = await session.execute(
         sa.select(Refund.method, sa.func.count(), sa.func.sum(Refund.amount))
         .join(Order, sa.and_(Refund.merchant_id == Order.merchant_id, Refund.order_id == Order.id))
-        .where(*scope.orders(), Refund.currency == scope.currency)
+        .where(*scope.orders(), Refund.currency == scope.currency, _refund_of_a_tender())
         .group_by(Refund.method)
     )
     cells: dict[str, list[int]] = {}

@@ -57,7 +57,9 @@ async def daily_figures(
             sa.func.coalesce(sa.func.sum(Refund.fee_refunded_amount), 0),
         )
         .join(scoped_payments, Refund.payment_id == p.id)
-        .where(Refund.status == "succeeded")
+        # A late capture on a failed payment and its automatic refund net to nothing: neither
+        # counts, here as in orders' report (orders never counted that payment as a tender).
+        .where(Refund.status == "succeeded", p.status.in_(CAPTURED))
         .group_by(Refund.currency, p.method)
     )
     pending = await session.scalar(
