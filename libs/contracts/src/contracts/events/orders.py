@@ -100,10 +100,22 @@ class OrderOfflineTendered(EventPayload):
     occurred_at: AwareDatetime
 
 
+class OfflinePayment(EventPayload):
+    """The offline payment a refund gives back from, as its own event announced it."""
+
+    method: TenderMethod
+    amount: Money
+    tendered: Money | None = None
+    provider_reference: str | None = None
+    occurred_at: AwareDatetime
+
+
 @event(type="orders.order.offline_refunded", version=1)
 class OrderOfflineRefunded(EventPayload):
     """A till gave money back while offline, from one of the order's payments: payments
-    records it as a succeeded refund under ``refund_id`` and announces it as any other."""
+    records it as a succeeded refund under ``refund_id`` and announces it as any other.
+    ``payment`` repeats the payment it refunds, so the refund can be recorded even when it
+    is delivered before ``orders.order.offline_tendered`` (a replay)."""
 
     refund_id: UUID
     payment_id: UUID
@@ -114,6 +126,7 @@ class OrderOfflineRefunded(EventPayload):
     reason: str | None = None
     till_id: str
     occurred_at: AwareDatetime
+    payment: OfflinePayment
 
 
 @event(type="orders.order.cancelled", version=1)

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
-from contracts.events.orders import OrderLine as LinePayload
 from contracts.events.orders import (
+    OfflinePayment,
     OrderOfflineRefunded,
     OrderOfflineTendered,
     OrderPaid,
@@ -39,6 +39,7 @@ from contracts.events.orders import (
     OrderRefunded,
     ReturnedLine,
 )
+from contracts.events.orders import OrderLine as LinePayload
 from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
@@ -517,6 +518,7 @@ def _settle(prepared: _Prepared, now: datetime) -> None:
     by_refund = {r.refund_id: r for r in body.refunds}
     for row in sorted(prepared.refunds, key=lambda r: (r["occurred_at"], r["refund_id"])):
         refund = by_refund[row["refund_id"]]
+        paid_with = by_id[refund.payment_id]
         row["returned_lines"] = accept_returned_lines(
             row["requested_returned_lines"], sold, returned
         )
@@ -540,6 +542,13 @@ def _settle(prepared: _Prepared, now: datetime) -> None:
                 reason=refund.reason,
                 till_id=order["till_id"],
                 occurred_at=refund.occurred_at,
+                payment=OfflinePayment(
+                    method=paid_with.method,
+                    amount=paid_with.amount,
+                    tendered=paid_with.tendered,
+                    provider_reference=paid_with.provider_reference,
+                    occurred_at=paid_with.occurred_at or body.occurred_at,
+                ),
             )
         )
         prepared.events.append(

@@ -5,9 +5,12 @@ QR or card payment keeps the provider's reference, so a later refund goes back t
 route; cash has no provider and no fee), and ``orders.order.offline_refunded`` a succeeded
 refund of it. Both then announce themselves like any other payment or refund
 (``payments.payment.succeeded`` / ``refunded``), so they count in the ledger, the fees and the
-figures exactly like online ones. Keyed by the payment and refund ids (``ON CONFLICT DO
-NOTHING``), on top of the inbox: an event delivered twice records nothing twice. Both events
-ride the order's key, so a refund always arrives after the payment it refunds.
+figures exactly like online ones.
+
+Exactly once and in any order: both are keyed by the payment and refund ids (``ON CONFLICT DO
+NOTHING``), on top of the inbox's event-id dedupe, and a refund event repeats the payment it
+refunds, so a refund delivered before its payment (a replayed window) records the payment
+first, and the payment's own event then finds it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
 from contracts.events.orders import OrderOfflineRefunded, OrderOfflineTendered
+from contracts.money import Money
 from payments.models import Payment, Refund
 from payments.payment import events
 from payments.payment.refunds import fee_to_refund
@@ -45,60 +49,99 @@ def offline_handlers(
     method's payment on the terminal (where its refunds go)."""
     handlers = HandlerRegistry()
 
-    @handlers.on("orders.order.offline_tendered")
-    async def offline_tendered(session: AsyncSession, envelope: EventEnvelope) -> None:
-        merchant_id = _merchant(envelope)
-        tender = OrderOfflineTendered.model_validate(envelope.payload)
-        cash = tender.method == CASH
+    async def record_payment(
+        session: AsyncSession,
+        merchant_id: uuid.UUID,
+        *,
+        payment_id: uuid.UUID,
+        order_id: uuid.UUID,
+        store_id: uuid.UUID,
+        method: str,
+        amount: Money,
+        tendered: Money | None,
+        provider_reference: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        cash = method == CASH
         rate = (
             0
             if cash
             else await settlement_service.fee_rate_bps(session, merchant_id, default_fee_rate_bps)
         )
         account = None if cash else await settlement_service.active_account(session, merchant_id)
-        tendered = tender.tendered.amount if tender.tendered is not None else None
+        handed = tendered.amount if cash and tendered is not None else None
         payment = Payment(
-            id=tender.payment_id,
+            id=payment_id,
             merchant_id=merchant_id,
-            store_id=tender.store_id,
-            order_id=tender.order_id,
-            method=tender.method,
-            provider=CASH if cash else method_providers.get(tender.method, tender.method),
+            store_id=store_id,
+            order_id=order_id,
+            method=method,
+            provider=CASH if cash else method_providers.get(method, method),
             status="succeeded",
-            currency=tender.amount.currency,
-            amount=tender.amount.amount,
-            tendered_amount=tendered if cash else None,
-            change_amount=(tendered - tender.amount.amount)
-            if cash and tendered is not None
-            else None,
+            currency=amount.currency,
+            amount=amount.amount,
+            tendered_amount=handed,
+            change_amount=None if handed is None else handed - amount.amount,
+            # Cash never passes through a provider: no fee, and it settles in the till.
             fee_rate_bps=rate,
-            fee_amount=tender.amount.percent_bps(rate).amount,
+            fee_amount=amount.percent_bps(rate).amount,
             refunded_amount=0,
             fee_refunded_amount=0,
             settlement_account_id=account.id if account is not None else None,
-            provider_reference=tender.provider_reference,
-            created_at=tender.occurred_at,
-            completed_at=tender.occurred_at,
+            provider_reference=provider_reference,
+            qr_code=None,
+            failure_reason=None,
+            created_at=occurred_at,
+            completed_at=occurred_at,
         )
         values = {c.key: getattr(payment, c.key) for c in Payment.__table__.columns}
         inserted = await session.scalar(
             pg.insert(Payment).values(values).on_conflict_do_nothing().returning(Payment.id)
         )
         if inserted is None:
-            log.info("offline payment %s already recorded", tender.payment_id)
+            log.info("offline payment %s already recorded", payment_id)
             return
         await events.succeeded(session, payment)
+
+    @handlers.on("orders.order.offline_tendered")
+    async def offline_tendered(session: AsyncSession, envelope: EventEnvelope) -> None:
+        tender = OrderOfflineTendered.model_validate(envelope.payload)
+        await record_payment(
+            session,
+            _merchant(envelope),
+            payment_id=tender.payment_id,
+            order_id=tender.order_id,
+            store_id=tender.store_id,
+            method=tender.method,
+            amount=tender.amount,
+            tendered=tender.tendered,
+            provider_reference=tender.provider_reference,
+            occurred_at=tender.occurred_at,
+        )
 
     @handlers.on("orders.order.offline_refunded")
     async def offline_refunded(session: AsyncSession, envelope: EventEnvelope) -> None:
         merchant_id = _merchant(envelope)
         given = OrderOfflineRefunded.model_validate(envelope.payload)
-        payment = await session.get(Payment, given.payment_id, with_for_update=True)
+        await record_payment(
+            session,
+            merchant_id,
+            payment_id=given.payment_id,
+            order_id=given.order_id,
+            store_id=given.store_id,
+            method=given.payment.method,
+            amount=given.payment.amount,
+            tendered=given.payment.tendered,
+            provider_reference=given.payment.provider_reference,
+            occurred_at=given.payment.occurred_at,
+        )
+        payment = await session.get(
+            Payment, given.payment_id, with_for_update=True, populate_existing=True
+        )
         if payment is None or payment.merchant_id != merchant_id:
-            # Its payment travels ahead of it on the same key; without it the event is wrong.
-            raise PoisonMessage(f"offline refund {given.refund_id}: no payment {given.payment_id}")
-        if payment.refunded_amount + given.amount.amount > payment.amount:
-            raise PoisonMessage(f"offline refund {given.refund_id} exceeds its payment")
+            raise PoisonMessage(
+                f"offline refund {given.refund_id}: payment {given.payment_id} is another's"
+            )
         refund = Refund(
             id=given.refund_id,
             payment_id=payment.id,
@@ -113,8 +156,10 @@ def offline_handlers(
             reason=given.reason,
             failure_reason=None,
             returned_lines=[line.model_dump(mode="json") for line in given.returned_lines],
-            created_at=given.occurred_at or datetime.now(UTC),
+            created_at=given.occurred_at,
         )
+        if payment.refunded_amount + refund.amount > payment.amount:
+            raise PoisonMessage(f"offline refund {given.refund_id} exceeds its payment")
         values = {c.key: getattr(refund, c.key) for c in Refund.__table__.columns}
         inserted = await session.scalar(
             pg.insert(Refund).values(values).on_conflict_do_nothing().returning(Refund.id)
