@@ -316,3 +316,55 @@ async def test_order_list_filters(harness: Harness) -> None:
     ):
         refused = await harness.client.get("/v1/orders", params=bad, headers=auth_headers(merchant))
         assert refused.status_code == 422, bad
+
+
+async def test_a_late_offline_order_lands_in_its_day_flagged(harness: Harness) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    await harness.seed_store(merchant, store)
+    product = await harness.seed_product(merchant, price=1000, name="Noodles")
+    before = await report(harness, merchant)
+    assert before["summary"]["order_count"] == 0
+
+    order_id, payment_id = uuid.uuid4(), uuid.uuid4()
+    # The till charged 9.00 where the catalog says 10.00, on a day long gone.
+    batch = {
+        "store_id": str(store),
+        "till_id": "till-1",
+        "orders": [
+            {
+                "id": str(order_id),
+                "occurred_at": (T0 + timedelta(minutes=30)).isoformat(),
+                "lines": [{"product_id": str(product), "quantity": 2, "unit_price": cny(900)}],
+                "tenders": [{"payment_id": str(payment_id), "method": "cash", "amount": cny(1800)}],
+            }
+        ],
+    }
+    synced = await harness.client.post(
+        "/v1/orders/sync",
+        json=batch,
+        headers={**auth_headers(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert synced.status_code == 200, synced.text
+    [result] = synced.json()["results"]
+    assert result["status"] == "created", result
+    # Payments records the offline tender and announces it, as it does for every payment.
+    await harness.pay(merchant, store, str(order_id), 1800, payment_id=payment_id)
+    order = await harness.wait_status(merchant, str(order_id), "paid")
+    assert order["late"] is True
+
+    after = await report(harness, merchant)
+    summary = after["summary"]
+    assert summary["order_count"] == 1
+    assert summary["net"] == cny(1800)
+    assert summary["late_arrivals"] == 1
+    assert summary["price_mismatches"] == 1
+    [late] = after["late_arrivals"]
+    assert late["order_id"] == str(order_id)
+    assert late["number"] == order["number"]
+    assert late["business_day"] == DAY
+    assert [(h["hour"], h["order_count"]) for h in after["by_hour"]] == [(20, 1)]
+    assert {m["method"]: m["captured"] for m in after["by_method"]} == {"cash": cny(1800)}
+    listed = await harness.client.get(
+        "/v1/orders", params={"source": "offline", "late": "true"}, headers=auth_headers(merchant)
+    )
+    assert [o["id"] for o in listed.json()["items"]] == [str(order_id)]

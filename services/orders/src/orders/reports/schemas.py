@@ -32,7 +32,9 @@ class Summary(BaseModel):
     refund_count: int
     net_after_refunds: Money
     average_ticket: Money = Field(description="net / order_count, rounded half up.")
-    late_arrivals: int = Field(description="Orders synced after their day or shift had ended.")
+    late_arrivals: int = Field(
+        description="Orders of the range (paid or not) synced after their day or shift ended."
+    )
     price_mismatches: int = Field(description="Lines a till charged at another catalog price.")
 
 
