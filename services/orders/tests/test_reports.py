@@ -255,7 +255,25 @@ async def test_reports_are_scoped_and_refuse_bad_requests(harness: Harness) -> N
     )
     assert reversed_range.status_code == 422
     assert reversed_range.json()["code"] == "invalid_range"
-    for bad in ({"month": "2026-13"}, {"month": "march"}, {"month": "2026-03", "currency": "x"}):
+    unknown = await harness.client.get(
+        "/v1/reports/sales",
+        params={"business_day_from": DAY, "business_day_to": DAY, "currency": "ABC"},
+        headers=auth_headers(merchant, READER),
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["code"] == "unknown_currency"
+    december = await harness.client.get(
+        "/v1/reports/tax", params={"month": "9999-12"}, headers=auth_headers(merchant, READER)
+    )
+    assert december.status_code == 200, december.text
+    assert december.json()["days"] == []
+    for bad in (
+        {"month": "2026-13"},
+        {"month": "march"},
+        {"month": "0000-01"},
+        {"month": "2026-03", "currency": "x"},
+        {"month": "2026-03", "currency": "ABC"},
+    ):
         refused = await harness.client.get(
             "/v1/reports/tax", params=bad, headers=auth_headers(merchant, READER)
         )

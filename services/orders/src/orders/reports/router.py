@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 ReportReader = Annotated[Principal, Depends(require("reports:read"))]
 Currency = Annotated[str, Query(pattern="^[A-Z]{3}$", description="ISO 4217; default CNY.")]
-Month = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+Month = Annotated[str, Query(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
 
 @router.get("/sales", responses=problem_responses(401, 403, 404, 422))

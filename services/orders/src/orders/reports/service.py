@@ -9,6 +9,7 @@ payments attributes them the same way, so ``by_method`` matches its daily figure
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from datetime import date
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.money import Money
+from contracts.money import CURRENCY_EXPONENTS, Money
 from orders.models import Order, OrderLine, Refund, Shift, Store, Tender
 from orders.numbering.service import DEFAULT_TIMEZONE
 from orders.reports.filters import check_day_range
@@ -35,6 +36,7 @@ from orders.reports.schemas import (
 )
 from orders.shifts import service as shifts
 from servicekit.auth import Principal, require_store_access
+from servicekit.errors import FieldError, ValidationFailed
 
 #: Orders that took their money: what a report counts as sales.
 SALE_STATES = ("paid", "completed", "partially_refunded", "refunded")
@@ -57,6 +59,11 @@ class Scope:
         currency: str,
     ) -> None:
         check_day_range(day_from, day_to)
+        if currency not in CURRENCY_EXPONENTS:
+            raise ValidationFailed(
+                [FieldError("currency", "unknown_currency", "Not a supported currency.")],
+                code="unknown_currency",
+            )
         if store_id is not None:
             require_store_access(principal, store_id)
         self.principal = principal
@@ -381,11 +388,10 @@ async def tax_month(
 ) -> TaxMonth:
     """The month's sales per tax rate, day by day and in total."""
     first = date(year, month, 1)
-    last = date(year + month // 12, month % 12 + 1, 1).toordinal() - 1
     scope = Scope(
         principal,
         day_from=first,
-        day_to=date.fromordinal(last),
+        day_to=date(year, month, calendar.monthrange(year, month)[1]),
         store_id=store_id,
         currency=currency,
     )
