@@ -314,3 +314,19 @@ async def test_export_of_a_days_payments_and_refunds(harness: Harness) -> None:
         headers=harness.token(merchant, READER),
     )
     assert wrong.status_code == 422
+
+
+async def test_an_order_read_through_from_orders_brings_its_business_day(
+    harness: Harness,
+) -> None:
+    merchant, store, order_id = new_id(), new_id(), new_id()
+    # The payment outruns orders' event: payments reads the order from orders itself.
+    harness.orders.add(merchant, order_id, store, 880)
+    harness.orders.orders[(str(merchant), str(order_id))]["business_day"] = DAY.isoformat()
+    await pay(harness, merchant, order_id, "cash", 880)
+
+    day = await figures(harness, merchant, DAY, DAY)
+    assert day["currencies"][0]["captured"] == cny(880)
+    assert [
+        p["order_id"] for p in await listed(harness, merchant, business_day_to=DAY.isoformat())
+    ] == [str(order_id)]
