@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from contracts.events.inventory import ProductUpdated
 from contracts.events.payments import PaymentRefunded
 from contracts.money import Money
 from servicekit.testing.wait import eventually
@@ -386,3 +387,30 @@ async def test_a_late_offline_order_lands_in_its_day_flagged(harness: Harness) -
         "/v1/orders", params={"source": "offline", "late": "true"}, headers=auth_headers(merchant)
     )
     assert [o["id"] for o in listed.json()["items"]] == [str(order_id)]
+
+
+async def test_a_renamed_product_shows_its_latest_name(harness: Harness) -> None:
+    merchant, store = uuid.uuid4(), uuid.uuid4()
+    product = await harness.seed_product(merchant, price=700, name="Zongzi")
+    await sold(harness, merchant, store, [{"product_id": str(product), "quantity": 1}])
+    renamed = ProductUpdated(
+        product_id=product,
+        version=2,
+        sku=f"SKU-{product.hex[:8]}",
+        name="Abalone zongzi",
+        unit="each",
+        price=Money.of(700, "CNY"),
+        tax_rate_bps=600,
+        status="active",
+    )
+    await harness.publish_applied(envelope(renamed, merchant, product, "inventory"))
+    await sold(
+        harness,
+        merchant,
+        store,
+        [{"product_id": str(product), "quantity": 1}],
+        at=T0 + timedelta(hours=1),
+    )
+    [top] = (await report(harness, merchant))["top_products_by_quantity"]
+    assert top["name"] == "Abalone zongzi"
+    assert top["quantity"] == 2

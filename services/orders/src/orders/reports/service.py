@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.money import CURRENCY_EXPONENTS, Money
@@ -264,8 +265,8 @@ async def _top_products(session: AsyncSession, scope: Scope, by: str) -> list[Pr
     rows = await session.execute(
         sa.select(
             OrderLine.product_id,
-            # The latest name it was sold under.
-            sa.func.max(OrderLine.name),
+            # Names are captured per line: a renamed product shows its latest one.
+            sa.func.array_agg(aggregate_order_by(OrderLine.name, Order.occurred_at.desc()))[1],
             quantity,
             revenue,
             sa.func.sum(OrderLine.tax),
