@@ -203,6 +203,23 @@ async def test_rejected_orders_leave_nothing_and_the_rest_goes_through(harness: 
     assert again["results"][0]["problem"]["code"] == "order_id_conflict"
 
 
+async def test_a_broken_clock_is_refused_not_a_server_error(harness: Harness) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product = await harness.seed_product(merchant, price=1000)
+    ancient = {**_order(product), "occurred_at": "0001-01-01T00:00:00-05:00"}
+    result = await _sync(harness, merchant, store, [ancient])
+    (rejected,) = result["results"]
+    assert rejected["problem"]["errors"][0]["code"] == "occurred_too_early"
+    online = await harness.place(
+        merchant,
+        store,
+        [{"product_id": str(product), "quantity": 1}],
+        occurred_at="0001-01-01T00:00:00-05:00",
+    )
+    assert online.status_code == 422, online.text
+
+
 async def test_prices_as_charged_are_kept_and_flagged(harness: Harness) -> None:
     merchant = uuid.uuid4()
     store = await harness.seed_store(merchant)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -50,6 +50,20 @@ def _printable(value: str) -> str:
 
 
 Printable = AfterValidator(_printable)
+
+#: The earliest moment a till may date anything: older dates are a broken clock, and far enough
+#: out they would overflow the conversion to a store's local day.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _not_too_early(value: datetime) -> datetime:
+    if value < EARLIEST:
+        raise PydanticCustomError("occurred_too_early", "must be in the year 2000 or later")
+    return value
+
+
+#: A moment a till reports (``occurred_at``, ``opened_at``...).
+Occurred = Annotated[AwareDatetime, AfterValidator(_not_too_early)]
 
 #: A till's own identifier (its serial number or name), printable, short.
 TillId = Annotated[str, Field(min_length=1, max_length=MAX_TILL_LENGTH), Printable]
@@ -102,7 +116,7 @@ class OrderCreate(BaseModel):
     table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH), Printable] | None = None
     people_count: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
-    occurred_at: AwareDatetime = Field(description="When the client took the order.")
+    occurred_at: Occurred = Field(description="When the client took the order.")
     till_id: TillId | None = Field(
         default=None, description="The till; the order joins the till's open shift."
     )

@@ -6,12 +6,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from contracts.events.orders import TenderMethod
 from contracts.money import Money
-from orders.order.schemas import TillId
+from orders.order.schemas import Occurred, TillId
 
 
 def _not_negative(value: Money) -> Money:
@@ -30,7 +30,7 @@ class ShiftOpen(BaseModel):
     store_id: uuid.UUID
     till_id: TillId
     opening_float: NonNegativeMoney = Field(description="Cash in the drawer at the start.")
-    opened_at: AwareDatetime | None = Field(
+    opened_at: Occurred | None = Field(
         default=None, description="When the till opened it; now when left out."
     )
 
@@ -48,7 +48,7 @@ class ShiftClose(BaseModel):
     counted: Annotated[list[CountedIn], Field(min_length=1, max_length=6)] = Field(
         description="What the cashier counted per method; cash is required."
     )
-    closed_at: AwareDatetime | None = Field(
+    closed_at: Occurred | None = Field(
         default=None, description="When the till closed it; now when left out."
     )
 

@@ -10,7 +10,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.events.orders import Channel, TenderMethod
@@ -22,6 +22,7 @@ from orders.order.schemas import (
     MAX_NOTES_LENGTH,
     MAX_QUANTITY,
     MAX_TABLE_LENGTH,
+    Occurred,
     OrderSummary,
     Printable,
     TillId,
@@ -80,7 +81,7 @@ class OfflineTender(BaseModel):
     provider_reference: (
         Annotated[str, Field(min_length=1, max_length=MAX_REFERENCE_LENGTH), Printable] | None
     ) = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Occurred | None = None
 
     @model_validator(mode="after")
     def _check(self) -> OfflineTender:
@@ -120,7 +121,7 @@ class OfflineRefund(BaseModel):
     amount: Money
     returned_lines: Annotated[list[ReturnedLineIn], Field(max_length=MAX_LINES)] = []
     reason: Annotated[str, Field(max_length=500), Printable] | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Occurred
 
     @model_validator(mode="after")
     def _check(self) -> OfflineRefund:
@@ -137,7 +138,7 @@ class SyncOrder(BaseModel):
     table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH), Printable] | None = None
     people_count: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
     lines: Annotated[list[SyncLine], Field(min_length=1, max_length=MAX_LINES)]
-    occurred_at: AwareDatetime = Field(description="When the till took the order.")
+    occurred_at: Occurred = Field(description="When the till took the order.")
     shift_id: uuid.UUID | None = Field(
         default=None, description="The shift it was taken in; else the till's shift at the time."
     )
