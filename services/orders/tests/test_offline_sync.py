@@ -337,3 +337,66 @@ async def test_another_tenant_cannot_sync_into_a_store_or_see_its_state(
     )
     assert response.status_code == 422
     assert response.json()["code"] == "unknown_store"
+
+
+async def test_shift_rules_and_another_tenants_shift(harness: Harness) -> None:
+    merchant, other = uuid.uuid4(), uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product = await harness.seed_product(merchant, price=1000)
+    shift_id = uuid.uuid4()
+    body = {
+        "id": str(shift_id),
+        "store_id": str(store),
+        "till_id": "till-5",
+        "opening_float": {"amount": 5000, "currency": "CNY"},
+    }
+
+    async def open_shift(payload: dict[str, Any]) -> Any:
+        return await harness.client.post(
+            "/v1/shifts",
+            json=payload,
+            headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+        )
+
+    assert (await open_shift(body)).status_code == 201
+    again = await open_shift(body)
+    assert again.status_code == 200
+    changed = await open_shift({**body, "opening_float": {"amount": 1, "currency": "CNY"}})
+    assert changed.json()["code"] == "shift_id_conflict"
+    second = await open_shift({**body, "id": str(uuid.uuid4())})
+    assert second.status_code == 409
+    assert second.json()["code"] == "shift_already_open"
+    negative = await open_shift({**body, "opening_float": {"amount": -1, "currency": "CNY"}})
+    assert negative.status_code == 422
+    # Another merchant neither sees the shift nor can book an order into it.
+    hidden = await harness.client.get(f"/v1/shifts/{shift_id}", headers=harness.auth(other))
+    assert hidden.status_code == 404
+    other_store = await harness.seed_store(other)
+    other_product = await harness.seed_product(other, price=1000)
+    foreign = await _sync(
+        harness, other, other_store, [_order(other_product, shift_id=str(shift_id))]
+    )
+    assert foreign["results"][0]["problem"]["code"] == "unknown_shift"
+    # Close: cash must be counted; the same counts again answer the same, others are refused.
+    close_url = f"/v1/shifts/{shift_id}/close"
+    no_cash = await harness.client.post(
+        close_url,
+        json={"counted": [{"method": "card", "amount": {"amount": 0, "currency": "CNY"}}]},
+        headers=harness.auth(merchant),
+    )
+    assert no_cash.status_code == 422
+    counted = {"counted": [{"method": "cash", "amount": {"amount": 4900, "currency": "CNY"}}]}
+    closed = await harness.client.post(close_url, json=counted, headers=harness.auth(merchant))
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["over_short"] == {"amount": -100, "currency": "CNY"}
+    repeated = await harness.client.post(close_url, json=counted, headers=harness.auth(merchant))
+    assert repeated.json() == closed.json()
+    recount = {"counted": [{"method": "cash", "amount": {"amount": 5000, "currency": "CNY"}}]}
+    refused = await harness.client.post(close_url, json=recount, headers=harness.auth(merchant))
+    assert refused.json()["code"] == "shift_closed"
+    # An online order cannot join a closed shift.
+    late = await harness.place(
+        merchant, store, [{"product_id": str(product), "quantity": 1}], shift_id=str(shift_id)
+    )
+    assert late.status_code == 409
+    assert late.json()["code"] == "shift_closed"
