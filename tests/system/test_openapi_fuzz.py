@@ -65,8 +65,9 @@ async def fuzz(base_url: str, token: str) -> tuple[int, str]:
         MAX_EXAMPLES,
         "--seed",
         SEED,
-        # One worker: hypothesis parses lambdas' source, which Python 3.11's ast module does
-        # not survive from several threads at once.
+        # One worker: on Python 3.11 two threads parsing source at once can fail inside
+        # hypothesis (``SystemError: AST constructor recursion depth mismatch``, a race in
+        # CPython's AST constructor), reported as an error of whichever operation it hit.
         "--workers",
         "1",
         "--request-timeout",

@@ -21,6 +21,7 @@ async def test_placing_an_order_commits_once(
     merchant = uuid.uuid4()
     store = await harness.seed_store(merchant)
     product_id = await harness.seed_product(merchant)
+    await harness.seed_store(merchant, store)
     # An app of its own without relay and consumers: nothing else commits on its engine.
     quiet = kit.settings_for(orders_url, run_relay=False, run_consumers=False)
     app = create_app(quiet, bus=InMemoryBus(), token_verifier=kit.verifier())

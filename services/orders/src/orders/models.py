@@ -7,7 +7,7 @@ only, and one merchant's event must never touch another merchant's row."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,6 +77,9 @@ class Store(Base):
     store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     status: Mapped[str] = mapped_column(sa.Text)
     version: Mapped[int] = mapped_column(sa.Integer)
+    # Unknown until a created/updated event brings them (a status change carries neither).
+    code: Mapped[str | None] = mapped_column(sa.Text)
+    timezone: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Member(Base):
@@ -93,10 +96,21 @@ class Member(Base):
 
 class Order(Base):
     """An order; ``id`` is the client's, unique per merchant. Amounts are minor units of
-    ``currency``."""
+    ``currency``.
+
+    ``business_day`` is the day of ``occurred_at`` in the store's timezone and ``number`` the
+    server's short number within the store and that day. ``source`` is ``offline`` for orders
+    that came through the batch sync; ``late`` marks those that arrived after their business
+    day had ended or their shift had closed."""
 
     __tablename__ = "orders"
-    __table_args__ = (sa.Index("ix_orders_listing", "merchant_id", "created_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_orders_listing", "merchant_id", "created_at", "id"),
+        sa.Index("uq_orders_number", "merchant_id", "store_id", "number", unique=True),
+        sa.Index("ix_orders_number", "merchant_id", "number"),
+        sa.Index("ix_orders_business_day", "merchant_id", "store_id", "business_day"),
+        sa.Index("ix_orders_shift", "merchant_id", "shift_id"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -123,6 +137,15 @@ class Order(Base):
     version: Mapped[int] = mapped_column(sa.Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    number: Mapped[str | None] = mapped_column(sa.Text)
+    business_day: Mapped[date] = mapped_column(sa.Date)
+    till_id: Mapped[str | None] = mapped_column(sa.Text)
+    shift_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    cashier_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    source: Mapped[str] = mapped_column(sa.Text, server_default="online")
+    synced_at: Mapped[datetime | None] = mapped_column(TS)
+    late: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    tax_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
 
 
 class OrderLine(Base):
@@ -145,13 +168,22 @@ class OrderLine(Base):
     kitchen_station: Mapped[str | None] = mapped_column(sa.Text)
     notes: Mapped[str | None] = mapped_column(sa.Text)
     modifiers: Mapped[list[str]] = mapped_column(pg.JSONB)
+    # Tax included in ``total`` at the product's rate (see ``orders.order.tax``).
+    tax_rate_bps: Mapped[int | None] = mapped_column(sa.Integer)
+    tax: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # The catalog's price when a till charged another one offline; flagged, never corrected.
+    catalog_unit_price: Mapped[int | None] = mapped_column(sa.BigInteger)
+    price_mismatch: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
 
 
 class Tender(Base):
     """A succeeded payment towards an order (one row per payment id)."""
 
     __tablename__ = "order_tenders"
-    __table_args__ = (sa.Index("ix_order_tenders_order", "merchant_id", "order_id"),)
+    __table_args__ = (
+        sa.Index("ix_order_tenders_order", "merchant_id", "order_id"),
+        sa.Index("ix_order_tenders_shift", "merchant_id", "shift_id"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     payment_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -160,6 +192,10 @@ class Tender(Base):
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    # The shift whose drawer holds the money: the order's shift.
+    shift_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    # When the till took it (offline tenders); null for tenders recorded online.
+    occurred_at: Mapped[datetime | None] = mapped_column(TS)
 
 
 class Refund(Base):
@@ -171,7 +207,10 @@ class Refund(Base):
     out of order) waits with ``announced_at`` null until the order is paid."""
 
     __tablename__ = "order_refunds"
-    __table_args__ = (sa.Index("ix_order_refunds_order", "merchant_id", "order_id"),)
+    __table_args__ = (
+        sa.Index("ix_order_refunds_order", "merchant_id", "order_id"),
+        sa.Index("ix_order_refunds_shift", "merchant_id", "shift_id"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     refund_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -186,6 +225,9 @@ class Refund(Base):
     returned_lines: Mapped[list[dict[str, Any]]] = mapped_column(pg.JSONB)
     announced_at: Mapped[datetime | None] = mapped_column(TS)
     recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    # The shift whose drawer paid it out: the till's shift at the time, else the order's.
+    shift_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    occurred_at: Mapped[datetime | None] = mapped_column(TS)
 
 
 class PaymentFailure(Base):
@@ -201,3 +243,68 @@ class PaymentFailure(Base):
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     reason: Mapped[str] = mapped_column(sa.Text)
     recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class OrderNumberCounter(Base):
+    """The last number given in a store on a business day; taken in the order's transaction,
+    so a rolled-back order gives its number back and numbers have no gaps."""
+
+    __tablename__ = "order_number_counters"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    business_day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    last: Mapped[int] = mapped_column(sa.Integer)
+
+
+class Shift(Base):
+    """A cashier's shift on a till: opened with a cash float, closed with the counted amounts
+    per method (``counted``: ``{method: minor units}``). Its id may come from the till, so a
+    shift opened offline is synced like an order."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (
+        sa.Index("ix_shifts_till", "merchant_id", "store_id", "till_id", "opened_at"),
+        sa.Index(
+            "uq_shifts_open_till",
+            "merchant_id",
+            "store_id",
+            "till_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'open'"),
+        ),
+    )
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    till_id: Mapped[str] = mapped_column(sa.Text)
+    cashier_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    business_day: Mapped[date] = mapped_column(sa.Date)
+    status: Mapped[str] = mapped_column(sa.Text)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    opening_float: Mapped[int] = mapped_column(sa.BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+    counted: Mapped[dict[str, int] | None] = mapped_column(pg.JSONB)
+    request_hash: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(sa.Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class SyncBatch(Base):
+    """One batch a till sent through the offline sync, with how its orders fared."""
+
+    __tablename__ = "sync_batches"
+    __table_args__ = (
+        sa.Index("ix_sync_batches_till", "merchant_id", "store_id", "till_id", "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    store_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    till_id: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    created: Mapped[int] = mapped_column(sa.Integer)
+    already_synced: Mapped[int] = mapped_column(sa.Integer)
+    rejected: Mapped[int] = mapped_column(sa.Integer)

@@ -11,7 +11,9 @@ import httpx
 from fastapi import FastAPI
 
 from payments.config import Settings
-from payments.payment import figures
+from payments.figures.router import router as figures_router
+from payments.offline.handlers import offline_handlers
+from payments.payment import gauges
 from payments.payment.reconcile import Reconciler
 from payments.payment.router import router as payments_router
 from payments.providers import Providers
@@ -55,8 +57,8 @@ def create_app(
     registry = Providers(adapters, config.method_providers)
 
     async def start_reconciler(runtime: Runtime) -> None:
-        runtime.extras["unregister_figures"] = metrics.register_scrape_hook(
-            config.service_name, figures.refresher(runtime.database)
+        runtime.extras["unregister_gauges"] = metrics.register_scrape_hook(
+            config.service_name, gauges.refresher(runtime.database)
         )
         if config.run_reconciler:
             reconciler = Reconciler(
@@ -70,7 +72,7 @@ def create_app(
             runtime.extras["reconciler"] = reconciler
 
     async def stop_background(runtime: Runtime) -> None:
-        unregister = runtime.extras.pop("unregister_figures", None)
+        unregister = runtime.extras.pop("unregister_gauges", None)
         if unregister is not None:
             unregister()
         reconciler = runtime.extras.pop("reconciler", None)
@@ -82,8 +84,13 @@ def create_app(
     app = build_app(
         config,
         title="Countertop Payments",
-        routers=[payments_router, settlement_router],
-        consumers={"order-replica": replica_handlers},
+        routers=[figures_router, payments_router, settlement_router],
+        consumers={
+            "order-replica": replica_handlers,
+            "orders-offline": offline_handlers(
+                config.method_providers, config.default_fee_rate_bps
+            ),
+        },
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,

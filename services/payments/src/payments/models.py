@@ -6,7 +6,7 @@ Amounts are integer minor units in ``*_amount`` columns next to the order's ``cu
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +40,9 @@ class OrderReplica(Base):
     A ``cancelled`` that arrives before its ``placed`` leaves a tombstone without amounts."""
 
     __tablename__ = "order_replicas"
+    __table_args__ = (
+        sa.Index("ix_order_replicas_business_day", "merchant_id", "business_day", "store_id"),
+    )
 
     merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
@@ -53,6 +56,9 @@ class OrderReplica(Base):
     state_rank: Mapped[int] = mapped_column(sa.SmallInteger)
     #: The order's lines as ``[{"product_id": ..., "quantity": ...}]``: what may come back.
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(pg.JSONB)
+    #: The order's business day in its store's timezone, as orders decided it: payments and
+    #: refunds count in their order's day, so the day's figures match the sales report.
+    business_day: Mapped[date | None] = mapped_column(sa.Date)
     updated_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=_now, onupdate=_now
     )
@@ -133,6 +139,7 @@ class Payment(Base):
 
     __table_args__ = (
         sa.Index("ix_payments_order", "merchant_id", "order_id", "created_at", "id"),
+        sa.Index("ix_payments_listing", "merchant_id", "created_at", "id"),
         sa.Index(
             "ix_payments_pending", "created_at", postgresql_where=sa.text("status = 'pending'")
         ),

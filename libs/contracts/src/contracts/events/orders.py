@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
@@ -26,6 +26,9 @@ class OrderLine(EventPayload):
     kitchen_station: str | None = None
     notes: str | None = None
     modifiers: list[str] = Field(default_factory=list)
+    #: Tax included in ``total`` at ``tax_rate_bps`` (prices are tax-inclusive).
+    tax_rate_bps: int | None = None
+    tax: Money | None = None
 
 
 class Tender(EventPayload):
@@ -51,6 +54,13 @@ class OrderPlaced(EventPayload):
     discount_total: Money
     total: Money
     placed_at: AwareDatetime
+    number: str | None = Field(default=None, description="Short number per store and day.")
+    business_day: date | None = None
+    tax_total: Money | None = None
+    #: ``offline`` for an order that came through the batch sync.
+    source: Literal["online", "offline"] | None = None
+    till_id: str | None = None
+    shift_id: UUID | None = None
 
 
 @event(type="orders.order.paid", version=1)
@@ -68,6 +78,55 @@ class OrderPaid(EventPayload):
     tenders: list[Tender]
     occurred_at: AwareDatetime
     paid_at: datetime
+    number: str | None = None
+    business_day: date | None = None
+    tax_total: Money | None = None
+
+
+@event(type="orders.order.offline_tendered", version=1)
+class OrderOfflineTendered(EventPayload):
+    """A till took this payment while offline (cash, or a QR/card payment the terminal
+    completed with the provider): payments records it as a succeeded payment under
+    ``payment_id`` and announces it as any other."""
+
+    payment_id: UUID
+    order_id: UUID
+    store_id: UUID
+    method: TenderMethod
+    amount: Money
+    tendered: Money | None = Field(default=None, description="Cash handed over, change included.")
+    provider_reference: str | None = None
+    till_id: str
+    occurred_at: AwareDatetime
+
+
+class OfflinePayment(EventPayload):
+    """The offline payment a refund gives back from, as its own event announced it."""
+
+    method: TenderMethod
+    amount: Money
+    tendered: Money | None = None
+    provider_reference: str | None = None
+    occurred_at: AwareDatetime
+
+
+@event(type="orders.order.offline_refunded", version=1)
+class OrderOfflineRefunded(EventPayload):
+    """A till gave money back while offline, from one of the order's payments: payments
+    records it as a succeeded refund under ``refund_id`` and announces it as any other.
+    ``payment`` repeats the payment it refunds, so the refund can be recorded even when it
+    is delivered before ``orders.order.offline_tendered`` (a replay)."""
+
+    refund_id: UUID
+    payment_id: UUID
+    order_id: UUID
+    store_id: UUID
+    amount: Money
+    returned_lines: list[ReturnedLine] = Field(default_factory=list)
+    reason: str | None = None
+    till_id: str
+    occurred_at: AwareDatetime
+    payment: OfflinePayment
 
 
 @event(type="orders.order.cancelled", version=1)

@@ -19,6 +19,7 @@ from contracts.events.payments import PaymentFailed, PaymentRefunded, PaymentSuc
 from orders.catalog.handlers import merchant_of
 from orders.models import PaymentFailure, Refund, Tender
 from orders.order import service
+from orders.shifts.service import refund_shift
 from servicekit.consumer import HandlerRegistry
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ async def payment_succeeded(session: AsyncSession, envelope: EventEnvelope) -> N
             method=payment.method,
             currency=payment.amount.currency,
             amount=payment.amount.amount,
+            shift_id=order.shift_id if order is not None else None,
         )
         .on_conflict_do_nothing(index_elements=[Tender.merchant_id, Tender.payment_id])
         .returning(Tender.payment_id)
@@ -79,6 +81,7 @@ async def payment_refunded(session: AsyncSession, envelope: EventEnvelope) -> No
             amount=refunded.amount.amount,
             requested_returned_lines=service.returned_lines_json(refunded.returned_lines),
             returned_lines=[],
+            shift_id=await refund_shift(session, order) if order is not None else None,
         )
         .on_conflict_do_nothing(index_elements=[Refund.merchant_id, Refund.refund_id])
         .returning(Refund.refund_id)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response, status
 from orders.models import Order
 from orders.order import service
 from orders.order.schemas import CancelIn, OrderCreate, OrderOut, OrderStatus, OrderSummary
+from orders.reports.filters import OrderFiltersDep
 from servicekit.auth import Principal, PrincipalDep, require, require_store_access, scoped
 from servicekit.errors import problem_responses
 from servicekit.idempotency import Idempotency, IdempotentRoute
@@ -54,11 +55,13 @@ async def list_orders(
     principal: PrincipalDep,
     session: SessionDep,
     params: CursorParamsDep,
+    filters: OrderFiltersDep,
     store_id: uuid.UUID | None = None,
     order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
 ) -> Page[OrderSummary]:
-    """Orders the caller may see, newest first."""
+    """Orders the caller may see, newest first; ``number`` finds an order by its number."""
     stmt = scoped(sa.select(Order), Order, principal)
+    stmt = filters.apply(stmt)
     if store_id is not None:
         require_store_access(principal, store_id)
         stmt = stmt.where(Order.store_id == store_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -33,6 +33,7 @@ MAX_MODIFIERS = 5
 MAX_MODIFIER_LENGTH = 30
 MAX_TABLE_LENGTH = 32
 MAX_QUANTITY = 100_000
+MAX_TILL_LENGTH = 64
 
 # Notes, modifiers and table labels are printed on kitchen tickets and receipts: a control
 # character there would reach an ESC/POS printer as a command (cut, open the cash drawer).
@@ -49,6 +50,23 @@ def _printable(value: str) -> str:
 
 
 Printable = AfterValidator(_printable)
+
+#: The earliest moment a till may date anything: older dates are a broken clock, and far enough
+#: out they would overflow the conversion to a store's local day.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _not_too_early(value: datetime) -> datetime:
+    if value < EARLIEST:
+        raise PydanticCustomError("occurred_too_early", "must be in the year 2000 or later")
+    return value
+
+
+#: A moment a till reports (``occurred_at``, ``opened_at``...).
+Occurred = Annotated[AwareDatetime, AfterValidator(_not_too_early)]
+
+#: A till's own identifier (its serial number or name), printable, short.
+TillId = Annotated[str, Field(min_length=1, max_length=MAX_TILL_LENGTH), Printable]
 
 OrderStatus = Literal[
     "open", "placed", "paid", "completed", "cancelled", "partially_refunded", "refunded"
@@ -98,7 +116,13 @@ class OrderCreate(BaseModel):
     table: Annotated[str, Field(min_length=1, max_length=MAX_TABLE_LENGTH), Printable] | None = None
     people_count: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
-    occurred_at: AwareDatetime = Field(description="When the client took the order.")
+    occurred_at: Occurred = Field(description="When the client took the order.")
+    till_id: TillId | None = Field(
+        default=None, description="The till; the order joins the till's open shift."
+    )
+    shift_id: uuid.UUID | None = Field(
+        default=None, description="The shift the order was taken in (overrides the till's)."
+    )
 
 
 class CancelIn(BaseModel):
@@ -119,6 +143,17 @@ class LineOut(BaseModel):
     kitchen_station: str | None
     notes: str | None
     modifiers: list[str]
+    tax_rate_bps: int | None
+    tax: Money
+    catalog_unit_price: Money | None = Field(
+        description="The catalog's price when the till charged another one (offline)."
+    )
+    price_mismatch: bool
+
+
+class TaxOut(BaseModel):
+    rate_bps: int
+    tax: Money
 
 
 class TenderOut(BaseModel):
@@ -126,6 +161,7 @@ class TenderOut(BaseModel):
     method: TenderMethod
     amount: Money
     recorded_at: datetime
+    shift_id: uuid.UUID | None = None
 
 
 class ReturnedLineOut(BaseModel):
@@ -169,9 +205,19 @@ class OrderSummary(BaseModel):
     cancelled_at: datetime | None
     version: int
     created_at: datetime
+    number: str | None
+    business_day: date
+    tax_total: Money
+    till_id: str | None
+    shift_id: uuid.UUID | None
+    cashier_id: uuid.UUID | None
+    source: Literal["online", "offline"]
+    synced_at: datetime | None
+    late: bool = Field(description="Synced after its business day ended or its shift closed.")
 
 
 class OrderOut(OrderSummary):
     lines: list[LineOut]
+    tax_by_rate: list[TaxOut]
     tenders: list[TenderOut]
     refunds: list[RefundOut]

@@ -45,6 +45,13 @@ from orders.models import (
     Store,
     Tender,
 )
+from orders.numbering.service import (
+    business_day,
+    format_number,
+    store_code,
+    store_zone,
+    take_numbers,
+)
 from orders.order.schemas import (
     LineIn,
     LineOut,
@@ -53,8 +60,11 @@ from orders.order.schemas import (
     OrderSummary,
     RefundOut,
     ReturnedLineOut,
+    TaxOut,
     TenderOut,
 )
+from orders.order.tax import line_tax, tax_by_rate
+from orders.shifts.service import shift_for_order
 from servicekit.auth import Principal, require_store_access
 from servicekit.errors import (
     Conflict,
@@ -217,6 +227,15 @@ def summary_out(order: Order) -> OrderSummary:
         cancelled_at=order.cancelled_at,
         version=order.version,
         created_at=order.created_at,
+        number=order.number,
+        business_day=order.business_day,
+        tax_total=_money(order, order.tax_total),
+        till_id=order.till_id,
+        shift_id=order.shift_id,
+        cashier_id=order.cashier_id,
+        source=order.source,
+        synced_at=order.synced_at,
+        late=order.late,
     )
 
 
@@ -273,8 +292,20 @@ def _order_out(
                 kitchen_station=line.kitchen_station,
                 notes=line.notes,
                 modifiers=line.modifiers,
+                tax_rate_bps=line.tax_rate_bps,
+                tax=_money(order, line.tax),
+                catalog_unit_price=(
+                    None
+                    if line.catalog_unit_price is None
+                    else _money(order, line.catalog_unit_price)
+                ),
+                price_mismatch=line.price_mismatch,
             )
             for line in lines
+        ],
+        tax_by_rate=[
+            TaxOut(rate_bps=rate, tax=_money(order, tax))
+            for rate, tax in tax_by_rate((line.tax_rate_bps, line.tax) for line in lines).items()
         ],
         tenders=[
             TenderOut(
@@ -282,6 +313,7 @@ def _order_out(
                 method=t.method,
                 amount=Money.of(t.amount, t.currency),
                 recorded_at=t.recorded_at,
+                shift_id=t.shift_id,
             )
             for t in tenders
         ],
@@ -306,8 +338,16 @@ def _order_out(
 # --- placing -----------------------------------------------------------------------------------
 
 
-def request_hash(body: OrderCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+#: Request fields added after orders were first stored: left out of the digest while unset, so
+#: an order stored before them still matches its resend.
+_LATER_FIELDS = ("till_id", "shift_id")
+
+
+def request_hash(body: BaseModel) -> str:
+    unset = {name for name in _LATER_FIELDS if getattr(body, name, None) is None}
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude=unset), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -317,10 +357,10 @@ async def ensure_store_writable(
     store_id: uuid.UUID,
     *,
     must_be_known: bool = False,
-) -> None:
+) -> Store | None:
     """423 when identity locked the store. A new order needs a store identity announced for
     this merchant (422 ``unknown_store`` otherwise, the same for another merchant's store);
-    orders placed before the store replica existed stay changeable."""
+    orders placed before the store replica existed stay changeable. Returns the store."""
     store = await session.get(Store, (merchant_id, store_id))
     if store is None:
         if must_be_known:
@@ -331,12 +371,13 @@ async def ensure_store_writable(
                     code="unknown_store",
                 )
             )
-        return
+        return None
     if store.status != "active":
         raise Locked(
             f"The store is {store.status.replace('_', '-')}: it takes no new sales or changes.",
             code=f"store_{store.status}",
         )
+    return store
 
 
 @dataclass
@@ -532,12 +573,26 @@ async def place_order(
         )
     now = datetime.now(UTC)
     _check_occurred_at(body, now)
-    await ensure_store_writable(session, principal.merchant_id, body.store_id, must_be_known=True)
+    store = await ensure_store_writable(
+        session, principal.merchant_id, body.store_id, must_be_known=True
+    )
     await _check_member(session, principal.merchant_id, body.member_id)
+    shift = await shift_for_order(
+        session,
+        principal.merchant_id,
+        body.store_id,
+        till_id=body.till_id,
+        shift_id=body.shift_id,
+        occurred_at=None,
+    )
     priced = await _price_lines(session, principal.merchant_id, body)
     currency = priced[0].unit_price.currency
     subtotal = Money.total((p.gross for p in priced), currency)
     discount_total = Money.total((p.discount for p in priced), currency)
+    taxes = [line_tax((p.gross - p.discount).amount, p.product.tax_rate_bps) for p in priced]
+    day = business_day(body.occurred_at, store_zone(store))
+    sequence = await take_numbers(session, principal.merchant_id, body.store_id, day)
+    number = format_number(store_code(store, body.store_id), day, sequence)
     inserted = await session.scalars(
         pg.insert(Order)
         .values(
@@ -559,6 +614,13 @@ async def place_order(
             occurred_at=body.occurred_at,
             placed_at=now,
             version=1,
+            number=number,
+            business_day=day,
+            till_id=body.till_id or (shift.till_id if shift is not None else None),
+            shift_id=shift.id if shift is not None else None,
+            cashier_id=principal.subject,
+            source="online",
+            tax_total=sum(taxes),
         )
         .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.id])
         # The row as inserted, server defaults included, becomes the session's Order: no
@@ -588,8 +650,12 @@ async def place_order(
             kitchen_station=p.product.kitchen_station,
             notes=p.line.notes,
             modifiers=list(p.line.modifiers),
+            tax_rate_bps=p.product.tax_rate_bps,
+            tax=tax,
+            catalog_unit_price=None,
+            price_mismatch=False,
         )
-        for i, p in enumerate(priced)
+        for i, (p, tax) in enumerate(zip(priced, taxes, strict=True))
     ]
     session.add_all(lines)
     await session.flush()
@@ -608,6 +674,12 @@ async def place_order(
             discount_total=discount_total,
             total=_money(order, order.total),
             placed_at=now,
+            number=order.number,
+            business_day=order.business_day,
+            tax_total=_money(order, order.tax_total),
+            source="online",
+            till_id=order.till_id,
+            shift_id=order.shift_id,
         ),
     )
     if order.channel in KITCHEN_CHANNELS:
@@ -643,6 +715,8 @@ def _line_payload(order: Order, line: OrderLine) -> LinePayload:
         kitchen_station=line.kitchen_station,
         notes=line.notes,
         modifiers=list(line.modifiers),
+        tax_rate_bps=line.tax_rate_bps,
+        tax=_money(order, line.tax),
     )
 
 
@@ -738,6 +812,10 @@ async def settle(
     Tenders of a cancelled order (a capture after the cancel, refunded by payments) are
     counted and shown but never reopen or pay it."""
     tenders = await _tenders(session, order.merchant_id, order.id)
+    if order.shift_id is not None and any(t.shift_id is None for t in tenders):
+        # Tenders recorded before their order arrived: they belong in the order's shift.
+        for tender in tenders:
+            tender.shift_id = tender.shift_id or order.shift_id
     paid_total = sum(t.amount for t in tenders if t.currency == order.currency)
     refunded, unannounced, refund_count = (
         await session.execute(
@@ -782,6 +860,9 @@ async def settle(
                 ],
                 occurred_at=order.occurred_at,
                 paid_at=order.paid_at,
+                number=order.number,
+                business_day=order.business_day,
+                tax_total=_money(order, order.tax_total),
             ),
             causation_id=causation_id,
             correlation_id=correlation_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,9 @@ async def _upsert(
     merchant_id: uuid.UUID,
     status: str,
     version: int,
+    *,
+    code: str | None = None,
+    timezone: str | None = None,
 ) -> None:
     if merchant_of(envelope) != merchant_id:
         raise PoisonMessage(
@@ -34,12 +38,23 @@ async def _upsert(
             f"announced under merchant {envelope.merchant_id}"
         )
     stmt = pg.insert(Store).values(
-        merchant_id=merchant_id, store_id=store_id, status=status, version=version
+        merchant_id=merchant_id,
+        store_id=store_id,
+        status=status,
+        version=version,
+        code=code,
+        timezone=timezone,
     )
+    # A status change carries no code or timezone: it keeps the ones the replica holds.
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Store.merchant_id, Store.store_id],
-            set_={"status": stmt.excluded.status, "version": stmt.excluded.version},
+            set_={
+                "status": stmt.excluded.status,
+                "version": stmt.excluded.version,
+                "code": sa.func.coalesce(stmt.excluded.code, Store.code),
+                "timezone": sa.func.coalesce(stmt.excluded.timezone, Store.timezone),
+            },
             where=Store.version < stmt.excluded.version,
         )
     )
@@ -48,13 +63,31 @@ async def _upsert(
 @handlers.on("identity.store.created")
 async def store_created(session: AsyncSession, envelope: EventEnvelope) -> None:
     store = StoreCreated.model_validate(envelope.payload)
-    await _upsert(session, envelope, store.store_id, store.merchant_id, store.status, store.version)
+    await _upsert(
+        session,
+        envelope,
+        store.store_id,
+        store.merchant_id,
+        store.status,
+        store.version,
+        code=store.code,
+        timezone=store.timezone,
+    )
 
 
 @handlers.on("identity.store.updated")
 async def store_updated(session: AsyncSession, envelope: EventEnvelope) -> None:
     store = StoreUpdated.model_validate(envelope.payload)
-    await _upsert(session, envelope, store.store_id, store.merchant_id, store.status, store.version)
+    await _upsert(
+        session,
+        envelope,
+        store.store_id,
+        store.merchant_id,
+        store.status,
+        store.version,
+        code=store.code,
+        timezone=store.timezone,
+    )
 
 
 @handlers.on("identity.store.status_changed")

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
 
 from payments.deps import OrderSourceDep, ProvidersDep, SettingsDep
+from payments.figures.filters import PaymentFiltersDep
 from payments.models import Payment
 from payments.payment import refunds, service
 from payments.payment.schemas import (
@@ -80,14 +81,20 @@ async def get_payment(
     return PaymentOut.of(await service.get_payment(session, principal, payment_id))
 
 
-@router.get("/v1/payments", responses=problem_responses(400, 401), summary="Payments of an order")
+@router.get(
+    "/v1/payments",
+    responses=problem_responses(400, 401, 404, 422),
+    summary="Payments, oldest first: of an order, a store, a method, a status, business days",
+)
 async def list_payments(
     session: SessionDep,
     principal: PrincipalDep,
     page: CursorParamsDep,
-    order_id: Annotated[uuid.UUID, Query()],
+    filters: PaymentFiltersDep,
 ) -> Page[PaymentOut]:
-    stmt = scoped(sa.select(Payment), Payment, principal).where(Payment.order_id == order_id)
+    """Every filter is optional and they combine; ``business_day_from``/``business_day_to``
+    select payments by their order's business day (422 ``invalid_range`` when reversed)."""
+    stmt = filters.apply(scoped(sa.select(Payment), Payment, principal), principal)
     return await paginate(
         session, stmt, order_by=(Payment.created_at, Payment.id), params=page, map=PaymentOut.of
     )

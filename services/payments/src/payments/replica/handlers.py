@@ -7,6 +7,7 @@ events may come twice, late or out of order (see :mod:`payments.replica.service`
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,18 @@ def _merchant(envelope: EventEnvelope, store_id: uuid.UUID) -> uuid.UUID:
     if envelope.store_id is not None and envelope.store_id != store_id:
         raise PoisonMessage(f"{envelope.type} {envelope.event_id}: two different stores")
     return envelope.merchant_id
+
+
+def _business_day(envelope: EventEnvelope) -> date | None:
+    """The order's business day, when the producer says (events written before orders kept
+    business days do not)."""
+    value = envelope.payload.get("business_day")
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise PoisonMessage(f"{envelope.type} {envelope.event_id}: bad business_day") from None
 
 
 def _lines(lines: list[OrderLine]) -> list[tuple[uuid.UUID, int]]:
@@ -44,6 +57,7 @@ async def order_placed(session: AsyncSession, envelope: EventEnvelope) -> None:
             total_amount=placed.total.amount,
             currency=placed.total.currency,
             lines=_lines(placed.lines),
+            business_day=_business_day(envelope),
         ),
     )
 
@@ -64,6 +78,7 @@ async def order_paid(session: AsyncSession, envelope: EventEnvelope) -> None:
             total_amount=paid.total.amount,
             currency=paid.total.currency,
             lines=_lines(paid.lines),
+            business_day=_business_day(envelope),
         ),
     )
 

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 import httpx
@@ -84,6 +85,7 @@ def _facts(merchant_id: uuid.UUID, order_id: uuid.UUID, body: dict[str, Any]) ->
         raise ValueError("orders answered with another order")
     state = _STATES[body["status"]]
     member = body.get("member_id")
+    day = body.get("business_day")
     return OrderFacts(
         merchant_id=merchant_id,
         order_id=order_id,
@@ -93,6 +95,7 @@ def _facts(merchant_id: uuid.UUID, order_id: uuid.UUID, body: dict[str, Any]) ->
         total_amount=int(body["total"]["amount"]),
         currency=str(body["total"]["currency"]),
         lines=[(uuid.UUID(line["product_id"]), int(line["quantity"])) for line in body["lines"]],
+        business_day=date.fromisoformat(day) if day else None,
     )
 
 

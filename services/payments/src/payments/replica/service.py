@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ class OrderFacts:
     total_amount: int | None = None
     currency: str | None = None
     lines: Sequence[tuple[uuid.UUID, int]] | None = None
+    business_day: date | None = None
 
 
 def _lines_json(lines: Sequence[tuple[uuid.UUID, int]]) -> list[dict[str, Any]]:
@@ -51,6 +53,7 @@ async def apply(session: AsyncSession, facts: OrderFacts) -> None:
         state=facts.state,
         state_rank=rank,
         lines=_lines_json(facts.lines) if facts.lines is not None else None,
+        business_day=facts.business_day,
     )
     new = stmt.excluded
     advances = new.state_rank > table.c.state_rank
@@ -64,6 +67,7 @@ async def apply(session: AsyncSession, facts: OrderFacts) -> None:
             "total_amount": sa.func.coalesce(table.c.total_amount, new.total_amount),
             "currency": sa.func.coalesce(table.c.currency, new.currency),
             "lines": sa.func.coalesce(table.c.lines, new.lines),
+            "business_day": sa.func.coalesce(table.c.business_day, new.business_day),
             "updated_at": sa.func.now(),
         },
     )

@@ -1,4 +1,4 @@
-"""Payments' figures for the operators: read from the database at each scrape of ``/metrics``.
+"""Payments' gauges for the operators: read from the database at each scrape of ``/metrics``.
 
 * ``countertop_payments_pending_oldest_age_seconds``: how long the oldest payment has waited for
   its provider (the reconciler settles a payment after ``PAYMENTS_PAYMENT_TIMEOUT_SECONDS``; an

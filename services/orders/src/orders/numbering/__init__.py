@@ -1,0 +1,1 @@
+"""Business days and the short order numbers per store and business day."""

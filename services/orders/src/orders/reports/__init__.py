@@ -1,0 +1,1 @@
+"""Sales reports over business days, with the filters of the order list."""

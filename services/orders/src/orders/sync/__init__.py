@@ -1,0 +1,1 @@
+"""Offline batch sync: orders a till took while it had no network."""

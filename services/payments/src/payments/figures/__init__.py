@@ -1,0 +1,1 @@
+"""Daily figures of the payments ledger and the filters of the payment list."""

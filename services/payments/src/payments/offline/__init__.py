@@ -1,0 +1,1 @@
+"""Payments and refunds a till took while offline, announced by orders after its sync."""
