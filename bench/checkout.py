@@ -12,9 +12,10 @@ Printed:
 * checkouts/s over the measured window (closed loop: ``--tills`` tills, each starting its next
   checkout when the previous one is answered), p50/p99 of place + pay;
 * settle lag, from the payment's completion (``payments.completed_at``) to the order being paid
-  (``orders.paid_at``), the stock deducted (``stock_movements.recorded_at``) and the points
-  awarded (``points_ledger.created_at``), p50/p99, all read from the databases afterwards (one
-  PostgreSQL clock);
+  (``orders.paid_at``), the stock deducted (``stock_movements.recorded_at``), the points
+  awarded (``points_ledger.created_at``) and the receipt's print job queued
+  (``print_jobs.created_at``), p50/p99, all read from the databases afterwards (one PostgreSQL
+  clock);
 * CPU seconds per checkout of each process (services, PostgreSQL, broker);
 * the database work per checkout, from ``pg_stat_database`` (commits, inserted and updated rows
   in the service databases) over the window;
@@ -438,6 +439,11 @@ async def settle_lags(stack: Stack, order_ids: list[str]) -> dict[str, list[floa
             "SELECT order_id, max(created_at) FROM points_ledger "
             "WHERE order_id = ANY($1) GROUP BY order_id",
         ),
+        "receipt job queued": (
+            "countertop_device_gateway",
+            "SELECT source_id, min(created_at) FROM print_jobs "
+            "WHERE source = 'receipt' AND source_id = ANY($1) GROUP BY source_id",
+        ),
     }
     deadline = time.monotonic() + 120
     while True:
@@ -632,7 +638,6 @@ async def run(args: argparse.Namespace) -> int:
             f"settle lag to {name}: p50 {pct(values, 0.5) * 1000:.0f} ms, "
             f"p99 {pct(values, 0.99) * 1000:.0f} ms ({len(values)} orders)"
         )
-    print("settle lag to receipt job queued: not measured (the device gateway prints nothing yet)")
     stack_cpu = sum(cpu_used.values())
     print("CPU ms per checkout (cores busy over the window):")
     for group in sorted(cpu_used):
