@@ -192,7 +192,10 @@ def settings_for(url: str, mqtt_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": url,
         "mqtt_url": mqtt_url,
-        "mqtt_client_id": f"gateway-test-{uuid.uuid4().hex[:8]}",
+        # A fixed id: the bridge keeps a persistent session (QoS 1 commands survive a restart),
+        # and a broker that outlives the test run (the machine's Mosquitto) would otherwise
+        # keep one more session per run, each queueing every device message forever.
+        "mqtt_client_id": "countertop-test-gateway",
         "log_format": "console",
         "outbox_poll_interval": 0.1,
         "consumer_retry_backoff": 0.01,

@@ -167,6 +167,7 @@ async def test_bridge_reconnects_and_sends_commands_queued_while_the_broker_was_
         run_relay=False,
         mqtt_reconnect_backoff=0.1,
         mqtt_reconnect_backoff_max=0.5,
+        mqtt_client_id="countertop-test-gateway-proxied",
     )
     # The session's gateway must not send this device's commands: only the one behind the proxy.
     app = create_app(settings, bus=InMemoryBus(), token_verifier=static_verifier(KEY))

@@ -267,6 +267,9 @@ async def test_presence_with_last_will_and_events(gateway: Gateway) -> None:
     assert went_offline.payload["sn"] == sn
     state = await device_state(gateway, merchant_id, device["id"])
     assert state["last_seen_at"] is not None
+    # A broker that outlives the run keeps retained messages: leave none behind.
+    async with gateway.mqtt_client(sn) as cleaner:
+        await cleaner.publish(f"devices/{sn}/presence", b"", qos=1, retain=True)
 
 
 async def test_command_queued_while_offline_is_delivered_on_reconnect(gateway: Gateway) -> None:
