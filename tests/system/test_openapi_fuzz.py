@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from servicekit.embedded.ports import free_port
+from servicekit.testing.wait import eventually
 
 from .conftest import System
 
@@ -37,10 +38,13 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     )
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+
+        async def serving() -> bool:
             if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
+                task.result()  # it failed to start: say why
+            return bool(server.started)
+
+        await eventually(serving, timeout=30.0)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

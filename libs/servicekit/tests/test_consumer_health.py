@@ -36,7 +36,8 @@ class NeverAssigned(InMemoryConsumerTransport):
     async def fetch(
         self, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[BusMessage]]:
-        await asyncio.sleep(0.01)
+        # As a real transport: the fetch waits out its timeout when nothing is assigned.
+        await asyncio.sleep(timeout_ms / 1000)
         return {}
 
 

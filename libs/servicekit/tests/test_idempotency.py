@@ -131,7 +131,7 @@ THINGS = Idempotency(required=True)
 
 
 class _Model(DeclarativeBase):
-    pass
+    """The ORM side of the ``things`` table, for a route whose flush fails."""
 
 
 class Thing(_Model):

@@ -31,7 +31,7 @@ class CatalogProduct(Base):
     """Inventory's product as of ``version``, kept from ``inventory.product.*`` events.
 
     The HQ price has a version of its own (``price_version``): an HQ price change that arrives
-    before the product's snapshot leaves a placeholder row (``version`` 0, status ``unknown``)
+    before the product's snapshot leaves a price-only row (``version`` 0, status ``unknown``)
     holding the price, so the older snapshot arriving later cannot put back a stale price."""
 
     __tablename__ = "catalog_products"

@@ -23,7 +23,7 @@ from servicekit.consumer import HandlerRegistry, PoisonMessage
 handlers = HandlerRegistry()
 
 #: Status of a row that holds only an HQ price whose product snapshot has not arrived yet.
-PLACEHOLDER_STATUS = "unknown"
+PRICE_ONLY_STATUS = "unknown"
 
 _DESCRIPTIVE = (
     "sku",
@@ -105,7 +105,7 @@ async def apply_price_change(session: AsyncSession, envelope: EventEnvelope) -> 
     if change.store_id is None:
         if change.price is None:
             raise PoisonMessage("an HQ price cannot be removed")
-        placeholder = pg.insert(CatalogProduct).values(
+        price_first = pg.insert(CatalogProduct).values(
             merchant_id=merchant_id,
             product_id=change.product_id,
             version=0,
@@ -117,17 +117,17 @@ async def apply_price_change(session: AsyncSession, envelope: EventEnvelope) -> 
             price=change.price.amount,
             tax_rate_bps=0,
             is_tobacco=False,
-            status=PLACEHOLDER_STATUS,
+            status=PRICE_ONLY_STATUS,
         )
         await session.execute(
-            placeholder.on_conflict_do_update(
+            price_first.on_conflict_do_update(
                 index_elements=[CatalogProduct.merchant_id, CatalogProduct.product_id],
                 set_={
-                    "price": placeholder.excluded.price,
-                    "currency": placeholder.excluded.currency,
-                    "price_version": placeholder.excluded.price_version,
+                    "price": price_first.excluded.price,
+                    "currency": price_first.excluded.currency,
+                    "price_version": price_first.excluded.price_version,
                 },
-                where=CatalogProduct.price_version < placeholder.excluded.price_version,
+                where=CatalogProduct.price_version < price_first.excluded.price_version,
             )
         )
         return

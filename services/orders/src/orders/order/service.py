@@ -34,7 +34,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
-from orders.catalog.handlers import PLACEHOLDER_STATUS
+from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.models import (
     CatalogProduct,
     CatalogStorePrice,
@@ -422,7 +422,7 @@ async def _resolve_products(
         else:
             assert line.barcode is not None
             product, field = by_barcode.get(line.barcode), f"lines[{i}].barcode"
-        if product is None or product.status == PLACEHOLDER_STATUS:
+        if product is None or product.status == PRICE_ONLY_STATUS:
             errors.append(FieldError(field, "unknown_product", "No such product in the catalog."))
         elif product.status != "active":
             errors.append(FieldError(field, "product_inactive", "The product is not on sale."))

@@ -44,7 +44,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
-from orders.catalog.handlers import PLACEHOLDER_STATUS
+from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.models import (
     CatalogProduct,
     CatalogStorePrice,
@@ -212,7 +212,7 @@ def _prepare(ctx: _Context, index: int, body: SyncOrder) -> _Prepared:
         else:
             assert line.barcode is not None
             product, where = ctx.products_by_barcode.get(line.barcode), f"lines[{i}].barcode"
-        if product is None or product.status == PLACEHOLDER_STATUS:
+        if product is None or product.status == PRICE_ONLY_STATUS:
             # A product created on the till while offline: reported, never guessed.
             errors.append(FieldError(where, "unknown_product", "No such product in the catalog."))
             continue
