@@ -145,11 +145,17 @@ for _topic in (
     Topic("orders.order", "orders", "Orders from every channel through their state machine."),
     Topic("orders.kitchen_ticket", "orders", "Kitchen tickets: sent, started, bumped, recalled."),
     Topic(
+        "orders.coupon",
+        "orders",
+        "Coupon redemptions at checkout: reserved by an order, redeemed when paid, released.",
+    ),
+    Topic(
         "inventory.product", "inventory", "Catalog products and prices as distributed to stores."
     ),
     Topic("inventory.stock", "inventory", "Stock ledger movements per store and product."),
     Topic("members.member", "members", "Members, their tags, levels and stored-value accounts."),
     Topic("members.points", "members", "Points ledger: awarded, redeemed, expired, reversed."),
+    Topic("members.coupon", "members", "Coupons issued to members and voided."),
     Topic("payments.payment", "payments", "Payments and refunds across every method."),
     Topic(
         "devices.device",

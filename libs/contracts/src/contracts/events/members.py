@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Literal
 from uuid import UUID
 
+from pydantic import AwareDatetime, Field
+
+from contracts.money import Money
 from contracts.registry import EventPayload, event
 
 
@@ -28,3 +33,57 @@ class PointsReversed(EventPayload):
     refund_id: UUID
     points: int
     balance: int
+
+
+@event(type="members.member.updated", version=1)
+class MemberUpdated(EventPayload):
+    """A member's level, tags or birthday changed. ``version`` rises with every change of the
+    member, so a consumer keeps the highest it has seen and ignores a late older one."""
+
+    member_id: UUID
+    version: int = Field(ge=1)
+    level: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    birthday: date | None = None
+
+
+CouponKind = Literal["full_reduction", "percentage", "no_threshold", "product"]
+
+
+@event(type="members.coupon.issued", version=1)
+class CouponIssued(EventPayload):
+    """A coupon now belongs to a member, with the terms orders prices it by.
+
+    * ``full_reduction``: ``amount_off`` when the eligible subtotal reaches ``threshold``;
+    * ``percentage``: ``percent_off_bp`` basis points off the eligible subtotal, at most ``cap``
+      (when set), from ``threshold`` (when set);
+    * ``no_threshold``: ``amount_off``, never more than the eligible subtotal;
+    * ``product``: on one unit of one of ``product_ids``: ``amount_off`` (at most its price), or
+      the unit free when ``amount_off`` is absent.
+
+    The eligible subtotal is the order's, or only the lines of ``product_ids`` when they are
+    given (except for ``product``). ``store_ids`` absent: valid in every store.
+    """
+
+    coupon_id: UUID
+    member_id: UUID
+    template_id: UUID
+    code: str
+    kind: CouponKind
+    threshold: Money | None = None
+    amount_off: Money | None = None
+    percent_off_bp: int | None = Field(default=None, gt=0, le=10_000)
+    cap: Money | None = None
+    product_ids: list[UUID] = Field(default_factory=list)
+    store_ids: list[UUID] | None = None
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+
+
+@event(type="members.coupon.voided", version=1)
+class CouponVoided(EventPayload):
+    """The merchant withdrew a coupon before it was used: it can no longer be redeemed."""
+
+    coupon_id: UUID
+    member_id: UUID
+    reason: str

@@ -172,3 +172,39 @@ class KitchenTicketCreated(EventPayload):
     station: str
     table: str | None = None
     lines: list[TicketLine]
+
+
+@event(type="orders.coupon.reserved", version=1)
+class CouponReserved(EventPayload):
+    """An order placed with this coupon holds it: no other order can use it. ``sequence``
+    rises with every change of the coupon's redemption, so a consumer keeps the highest."""
+
+    coupon_id: UUID
+    member_id: UUID
+    order_id: UUID
+    store_id: UUID
+    discount: Money
+    sequence: int = Field(ge=1)
+
+
+@event(type="orders.coupon.redeemed", version=1)
+class CouponRedeemed(EventPayload):
+    """The order holding the coupon was paid: the coupon is used."""
+
+    coupon_id: UUID
+    member_id: UUID
+    order_id: UUID
+    store_id: UUID
+    discount: Money
+    sequence: int = Field(ge=1)
+
+
+@event(type="orders.coupon.released", version=1)
+class CouponReleased(EventPayload):
+    """The coupon can be used again: its order was cancelled, or refunded in full."""
+
+    coupon_id: UUID
+    member_id: UUID
+    order_id: UUID
+    reason: Literal["cancelled", "refunded"]
+    sequence: int = Field(ge=1)
