@@ -19,6 +19,8 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
         "inventory:adjust": "Receive stock, count and adjust inventory.",
         "catalog:manage": "Edit products, prices and categories.",
         "members:write": "Register members and change their accounts.",
+        "members:import": "Import members in bulk and run the batch verification of member data.",
+        "members:export": "Export the member list with phones, points, levels and tags.",
         "staff:manage": "Create and manage staff within one's own scope.",
         "stores:manage": "Open and change stores within one's own scope.",
         "reports:read": "Read sales and operating reports.",

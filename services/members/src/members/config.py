@@ -10,3 +10,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MEMBERS_", extra="ignore")
 
     port: int = 8104
+    #: Seconds between looks for a member import to apply, when none is running.
+    import_poll_interval: float = 1.0
+    #: Rows of a member import applied per transaction.
+    import_chunk_rows: int = 200

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from members.analysis.handlers import handlers as visit_handlers
+from members.analysis.router import router as analysis_router
 from members.config import Settings
+from members.imports.router import router as imports_router
+from members.imports.service import start_worker, stop_worker
 from members.member.router import router as members_router
 from members.points.handlers import handlers as points_handlers
 from members.points.router import router as points_router
+from members.verification.router import router as verification_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
@@ -27,9 +32,18 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Members",
-        routers=[members_router, points_router],
-        consumers={"points": points_handlers},
+        # Before the member routes: /v1/members/analysis is not a member id.
+        routers=[
+            analysis_router,
+            imports_router,
+            verification_router,
+            members_router,
+            points_router,
+        ],
+        consumers={"points": points_handlers, "visits": visit_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,
+        on_startup=[start_worker],
+        on_shutdown=[stop_worker],
     )

@@ -37,6 +37,10 @@ _STORE_MANAGER_DEFAULT = frozenset(
     }
 )
 
+#: Member data is the merchant's, not a store's: bulk import and export of it (every member's
+#: phone) is HQ's by default, and a regional manager may be given it.
+_MEMBER_BULK = frozenset({"members:import", "members:export"})
+
 ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
@@ -47,7 +51,9 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
-    Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage", "catalog:manage"},
+    Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT
+    | _MEMBER_BULK
+    | {"stores:manage", "catalog:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
     Role.CASHIER: frozenset(
         {"orders:write", "orders:discount", "refunds:approve", "members:write", "devices:operate"}

@@ -33,9 +33,12 @@ class PointsRuleOut(BaseModel):
 
 class PointsEntryOut(BaseModel):
     id: uuid.UUID
-    order_id: uuid.UUID
-    kind: Literal["award", "reversal"]
+    order_id: uuid.UUID | None = Field(description="None for an opening balance (``import``).")
+    kind: Literal["award", "reversal", "import"]
     refund_id: uuid.UUID | None
+    import_id: uuid.UUID | None = Field(
+        default=None, description="The member import that carried this opening balance over."
+    )
     points: int = Field(description="Signed: negative for a reversal.")
     balance_after: int
     created_at: datetime
@@ -47,6 +50,7 @@ class PointsEntryOut(BaseModel):
             order_id=e.order_id,
             kind=e.kind,
             refund_id=e.source_id if e.kind == "reversal" else None,
+            import_id=e.source_id if e.kind == "import" else None,
             points=e.points,
             balance_after=e.balance_after,
             created_at=e.created_at,

@@ -1,0 +1,1 @@
+"""Member analysis: visit facts from paid orders, figures per store and period, RFM segments."""

@@ -1,0 +1,1 @@
+"""Import of members from CSV or XLSX files, and export of the member list."""

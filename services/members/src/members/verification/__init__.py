@@ -1,0 +1,1 @@
+"""Batch verification of member data (批量校验), typically after an import."""

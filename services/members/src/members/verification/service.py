@@ -1,0 +1,211 @@
+"""Batch verification: checks that find what is wrong with members' data and say what to fix.
+
+A check is an async function given the session, the merchant and, optionally, the members to
+report on (those an import touched); it returns :class:`Issue` s, each with a stable code.
+Checks are registered by name with :func:`check`, and the report runs every registered one,
+so a new kind of data is verified by registering one more function, e.g. for stored value::
+
+    @check("stored_value")
+    async def stored_value_vs_ledger(session, merchant_id, only): ...
+
+Checks and their codes:
+
+* ``phones``: ``duplicate_phone``, members whose phones are the same number once normalised
+  to E.164 (data written before normalisation, or by another system); ``invalid_phone``, a
+  phone no number plan has.
+* ``points``: ``points_ledger_mismatch``, a points balance that is not the sum of the
+  member's points ledger.
+* ``birthdays``: ``birthday_in_future`` and ``birthday_before_1900``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import phones
+from members.models import Member, MemberImportRow, PointsEntry
+from servicekit.auth import scoped_to_merchant
+
+EARLIEST_BIRTHDAY: Final = date(1900, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    member_id: uuid.UUID
+    code: str
+    detail: str
+    fix: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Only = frozenset[uuid.UUID] | None
+Check = Callable[[AsyncSession, uuid.UUID, Only], Awaitable[list[Issue]]]
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str) -> Callable[[Check], Check]:
+    """Register a check under ``name`` (its issues are reported under it)."""
+
+    def register(function: Check) -> Check:
+        if name in CHECKS:
+            raise ValueError(f"a check named {name} is already registered")
+        CHECKS[name] = function
+        return function
+
+    return register
+
+
+def _members(merchant_id: uuid.UUID, only: Only) -> sa.Select[Any]:
+    stmt = scoped_to_merchant(sa.select(Member), Member, merchant_id)
+    if only is not None:
+        stmt = stmt.where(Member.id.in_(sorted(only)))
+    return stmt
+
+
+@check("phones")
+async def duplicate_phones(
+    session: AsyncSession, merchant_id: uuid.UUID, only: Only
+) -> list[Issue]:
+    # Every member of the merchant takes part: a member an import touched may share a phone
+    # with one it did not.
+    stored = (
+        await session.execute(
+            scoped_to_merchant(sa.select(Member.id, Member.phone), Member, merchant_id).order_by(
+                Member.created_at, Member.id
+            )
+        )
+    ).all()
+    issues: list[Issue] = []
+    by_number: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for member_id, phone in stored:
+        try:
+            by_number[phones.normalize_phone(phone)].append(member_id)
+        except ValueError as exc:
+            if only is None or member_id in only:
+                issues.append(
+                    Issue(
+                        member_id,
+                        "invalid_phone",
+                        f"{phone!r}: {exc}.",
+                        "Correct the phone, or remove the member.",
+                        {"phone": phone},
+                    )
+                )
+    for number, holders in by_number.items():
+        if len(holders) < 2 or (only is not None and not only.intersection(holders)):
+            continue
+        for member_id in holders:
+            others = [str(h) for h in holders if h != member_id]
+            issues.append(
+                Issue(
+                    member_id,
+                    "duplicate_phone",
+                    f"{len(holders)} members have the number {number}.",
+                    "Merge these members into one, or correct the phone of the wrong ones.",
+                    {"normalized_phone": number, "other_member_ids": others},
+                )
+            )
+    return issues
+
+
+@check("points")
+async def points_vs_ledger(
+    session: AsyncSession, merchant_id: uuid.UUID, only: Only
+) -> list[Issue]:
+    ledger = (
+        sa.select(sa.func.coalesce(sa.func.sum(PointsEntry.points), 0))
+        .where(PointsEntry.merchant_id == merchant_id, PointsEntry.member_id == Member.id)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        _members(merchant_id, only)
+        .with_only_columns(Member.id, Member.points_balance, ledger.label("ledger"))
+        .where(Member.points_balance != ledger)
+        .order_by(Member.created_at, Member.id)
+    )
+    return [
+        Issue(
+            r.id,
+            "points_ledger_mismatch",
+            f"points balance {r.points_balance}, ledger total {r.ledger}.",
+            "Find the missing or extra movement; the ledger is the record, correct the "
+            "balance to it.",
+            {
+                "balance": int(r.points_balance),
+                "ledger_total": int(r.ledger),
+                "difference": int(r.points_balance) - int(r.ledger),
+            },
+        )
+        for r in rows
+    ]
+
+
+@check("birthdays")
+async def invalid_birthdays(
+    session: AsyncSession, merchant_id: uuid.UUID, only: Only
+) -> list[Issue]:
+    today = datetime.now(UTC).date()
+    rows = await session.execute(
+        _members(merchant_id, only)
+        .with_only_columns(Member.id, Member.birthday)
+        .where(sa.or_(Member.birthday > today, Member.birthday < EARLIEST_BIRTHDAY))
+        .order_by(Member.created_at, Member.id)
+    )
+    issues = []
+    for member_id, birthday in rows:
+        future = birthday > today
+        what = "in the future" if future else "before 1900"
+        issues.append(
+            Issue(
+                member_id,
+                "birthday_in_future" if future else "birthday_before_1900",
+                f"birthday {birthday.isoformat()} is {what}.",
+                "Ask the member for their birthday, or clear it.",
+                {"birthday": birthday.isoformat()},
+            )
+        )
+    return issues
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    checks: list[str]
+    members_checked: int
+    issues: dict[uuid.UUID, list[tuple[str, Issue]]]
+
+
+async def members_of_import(
+    session: AsyncSession, merchant_id: uuid.UUID, import_id: uuid.UUID
+) -> frozenset[uuid.UUID]:
+    ids = await session.scalars(
+        scoped_to_merchant(
+            sa.select(MemberImportRow.member_id), MemberImportRow, merchant_id
+        ).where(MemberImportRow.import_id == import_id, MemberImportRow.member_id.is_not(None))
+    )
+    return frozenset(i for i in ids if i is not None)
+
+
+async def verify(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    only: Only = None,
+    checks: Sequence[str] | None = None,
+) -> Report:
+    names = list(checks) if checks is not None else sorted(CHECKS)
+    found: dict[uuid.UUID, list[tuple[str, Issue]]] = defaultdict(list)
+    for name in names:
+        for issue in await CHECKS[name](session, merchant_id, only):
+            found[issue.member_id].append((name, issue))
+    checked = await session.scalar(
+        _members(merchant_id, only).with_only_columns(sa.func.count()).order_by(None)
+    )
+    return Report(names, int(checked or 0), dict(found))
