@@ -75,15 +75,16 @@ class Harness:
             ]
         )
 
-    async def processed(self, envelope: EventEnvelope) -> None:
-        """Wait until the points consumer recorded ``envelope`` in its inbox."""
+    async def processed(self, envelope: EventEnvelope, consumer: str = "members.points") -> None:
+        """Wait until ``consumer`` recorded ``envelope`` in its inbox."""
 
         async def seen() -> bool:
             async with self.app.state.database.transaction() as session:
                 from sqlalchemy import text
 
                 found = await session.scalar(
-                    text("SELECT 1 FROM inbox WHERE event_id = :id"), {"id": envelope.event_id}
+                    text("SELECT 1 FROM inbox WHERE event_id = :id AND consumer = :consumer"),
+                    {"id": envelope.event_id, "consumer": consumer},
                 )
                 return found is not None
 
@@ -113,7 +114,11 @@ async def members_url(create_database: CreateDatabase) -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def harness(members_url: str) -> AsyncIterator[Harness]:
     settings = Settings(
-        database_url=members_url, log_format="console", outbox_poll_interval=0.05, db_pool_size=5
+        database_url=members_url,
+        log_format="console",
+        outbox_poll_interval=0.05,
+        db_pool_size=5,
+        import_poll_interval=0.05,
     )
     bus = InMemoryBus()
     key = generate_signing_key()
