@@ -87,8 +87,20 @@ def read_rows(content: bytes, content_type: str) -> list[dict[str, str]]:
     return rows
 
 
+def _unguarded(text: str) -> str:
+    """Text without the apostrophe an export puts before ``= + - @`` so that a spreadsheet
+    never runs it as a formula: an exported file imports back as it is."""
+    if len(text) > 1 and text[0] == "'" and text[1] in "=+-@":
+        return text[1:]
+    return text
+
+
 def _keep(header: list[str], cells: list[str]) -> dict[str, str]:
-    return {name: value for name, value in zip(header, cells, strict=False) if name in COLUMNS}
+    return {
+        name: _unguarded(value)
+        for name, value in zip(header, cells, strict=False)
+        if name in COLUMNS
+    }
 
 
 def _read_csv(content: bytes) -> list[dict[str, str]] | None:
