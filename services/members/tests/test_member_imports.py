@@ -322,7 +322,8 @@ async def test_idempotency_key_and_other_tenants(harness: Harness) -> None:
         assert response.json()["code"] == "import_not_found"
     # The same file is a new job for another merchant, and touches only that merchant.
     theirs = await upload(harness, intruder, content)
-    assert theirs.status_code == 202 and theirs.json()["id"] != job_id
+    assert theirs.status_code == 202
+    assert theirs.json()["id"] != job_id
     await finished(harness, intruder, theirs.json()["id"])
 
     writer = harness.token(merchant, frozenset({"members:write"}))

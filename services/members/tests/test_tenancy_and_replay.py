@@ -20,14 +20,20 @@ from servicekit.testing.tokens import bearer_headers
 from .conftest import Harness
 from .test_members import ledger, new_member, paid_event, refund_event
 
-STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write"})
+HQ_SCOPES = frozenset({"members:write", "settings:manage", "reports:read", "members:import"})
+STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write", "reports:read"})
 CASHIER_SCOPES = frozenset({"orders:write"})
 ROLES = [Role.HQ_ADMIN, Role.STORE_MANAGER, Role.CASHIER]
+ROLE_SCOPES = {
+    Role.HQ_ADMIN: HQ_SCOPES,
+    Role.STORE_MANAGER: STORE_MANAGER_SCOPES,
+    Role.CASHIER: CASHIER_SCOPES,
+}
 
 
 def as_role(harness: Harness, role: Role, merchant: uuid.UUID) -> dict[str, str]:
     if role is Role.HQ_ADMIN:
-        scopes, stores = frozenset({"members:write", "settings:manage"}), None
+        scopes, stores = HQ_SCOPES, None
     elif role is Role.STORE_MANAGER:
         scopes, stores = STORE_MANAGER_SCOPES, frozenset({uuid.uuid4()})
     else:
@@ -43,13 +49,42 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     owner, intruder = new_id(), new_id()
     member = await new_member(harness, owner)
     member_id = member["id"]
-    requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
-        ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None),
+    import_id = (
+        await harness.client.post(
+            "/v1/members/imports",
+            content=f"phone\n{member['phone']}\n".encode(),
+            headers={**as_role(harness, Role.HQ_ADMIN, owner), "Content-Type": "text/csv"},
+        )
+    ).json()["id"]
+    period = "business_day_from=2026-01-01&business_day_to=2026-01-31"
+    # Each route with the scope it needs beyond a valid token (None: any staff member).
+    requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {
+        ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None, None),
         ("patch", "/v1/members/{member_id}"): (
             f"/v1/members/{member_id}",
             {"version": 1, "name": "taken over"},
+            "members:write",
         ),
-        ("get", "/v1/members/{member_id}/points"): (f"/v1/members/{member_id}/points", None),
+        ("get", "/v1/members/{member_id}/points"): (
+            f"/v1/members/{member_id}/points",
+            None,
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/analysis"): (
+            f"/v1/members/{member_id}/analysis?{period}",
+            None,
+            "reports:read",
+        ),
+        ("get", "/v1/members/imports/{import_id}"): (
+            f"/v1/members/imports/{import_id}",
+            None,
+            "members:import",
+        ),
+        ("get", "/v1/members/imports/{import_id}/rows"): (
+            f"/v1/members/imports/{import_id}/rows",
+            None,
+            "members:import",
+        ),
     }
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {
@@ -60,13 +95,11 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     }
     assert routes == set(requests), "a route taking an id is missing from this walk"
 
-    for method, url_body in requests.items():
-        url, body = url_body
-        response = await harness.client.request(
-            method[0], url, json=body, headers=as_role(harness, role, intruder)
-        )
-        may_write = role is not Role.CASHIER or method[0] == "get"
-        assert response.status_code == (404 if may_write else 403), (url, response.text)
+    for method, (url, body, scope) in requests.items():
+        headers = as_role(harness, role, intruder)
+        response = await harness.client.request(method[0], url, json=body, headers=headers)
+        allowed = scope is None or scope in ROLE_SCOPES[role]
+        assert response.status_code == (404 if allowed else 403), (url, response.text)
         assert member["phone"] not in response.text
     # The intruder's lists and lookups show nothing of the owner's.
     listed = await harness.client.get("/v1/members", headers=as_role(harness, role, intruder))

@@ -104,6 +104,8 @@ async def duplicate_phones(
         if len(holders) < 2 or (only is not None and not only.intersection(holders)):
             continue
         for member_id in holders:
+            if only is not None and member_id not in only:
+                continue
             others = [str(h) for h in holders if h != member_id]
             issues.append(
                 Issue(
