@@ -37,8 +37,10 @@ AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
     "/v1/members/imports",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Depends(Idempotency())],
-    responses={200: {"description": "This file was uploaded before: its job."}}
-    | problem_responses(401, 403, 409, 422),
+    responses={
+        200: {"description": "This file was uploaded before: its job."},
+        **problem_responses(401, 403, 409, 422),
+    },
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/csv": {}, XLSX: {}}},
     },

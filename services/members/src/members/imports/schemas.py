@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -24,13 +24,15 @@ class ImportOut(BaseModel):
 
     @classmethod
     def of(cls, job: MemberImport) -> ImportOut:
-        counts = {status: int(job.counts.get(status, 0)) for status in RowStatus.__args__}  # type: ignore[attr-defined]
+        counts: dict[RowStatus, int] = {
+            status: int(job.counts.get(status, 0)) for status in get_args(RowStatus)
+        }
         return cls(
             id=job.id,
-            status=job.status,  # type: ignore[arg-type]
+            status=job.status,
             total_rows=job.total_rows,
             processed_rows=job.processed_rows,
-            counts=counts,  # type: ignore[arg-type]
+            counts=counts,
             created_at=job.created_at,
             finished_at=job.finished_at,
         )
@@ -49,7 +51,7 @@ class ImportRowOut(BaseModel):
     def of(cls, row: MemberImportRow) -> ImportRowOut:
         return cls(
             row=row.row,
-            status=row.status,  # type: ignore[arg-type]
+            status=row.status,
             phone=row.phone,
             member_id=row.member_id,
             code=row.code,

@@ -164,6 +164,7 @@ async def invalid_birthdays(
     )
     issues = []
     for member_id, birthday in rows:
+        assert birthday is not None  # the query compared it
         future = birthday > today
         what = "in the future" if future else "before 1900"
         issues.append(
