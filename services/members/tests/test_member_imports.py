@@ -4,6 +4,7 @@ export's headers in Chinese and English, and other tenants see nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -294,6 +295,34 @@ async def test_a_job_resumes_after_a_crash_without_applying_twice(
 
     # One registration event per member: the crashed chunk's went with its transaction.
     assert await eventually(lambda: _at_least(created_events, 5)) == 5
+
+
+async def test_two_workers_never_apply_one_chunk_twice(harness: Harness) -> None:
+    runtime = harness.app.state.runtime
+    database = harness.app.state.database
+    await service.stop_worker(runtime)
+    try:
+        merchant = new_id()
+        rows = [[f"1380013{9100 + i:04d}", "", "", "", "", "5"] for i in range(6)]
+        job_id = uuid.UUID((await upload(harness, merchant, csv_file(rows))).json()["id"])
+
+        async def worker() -> int:
+            chunks = 0
+            while True:
+                async with database.transaction() as session:
+                    if not await service.process_chunk(session, 2, import_id=job_id):
+                        return chunks
+                chunks += 1
+
+        done = await asyncio.gather(worker(), worker(), worker())
+    finally:
+        await service.start_worker(runtime)
+    assert sum(done) == 3
+    job = await finished(harness, merchant, str(job_id))
+    assert job["counts"] == {"created": 6, "updated": 0, "unchanged": 0, "rejected": 0}
+    state = await snapshot(harness, merchant)
+    assert sorted(m[5] for m in state["members"]) == [5] * 6
+    assert len(state["entries"]) == 6
 
 
 async def _at_least(probe: Any, count: int) -> int | None:

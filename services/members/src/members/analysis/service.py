@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -52,11 +52,12 @@ async def record_paid_order(session: AsyncSession, envelope: EventEnvelope) -> N
     paid = OrderPaid.model_validate(envelope.payload)
     if paid.member_id is None or envelope.merchant_id is None:
         return
+    paid_at = paid.paid_at if paid.paid_at.tzinfo else paid.paid_at.replace(tzinfo=UTC)
     values: dict[str, Any] = {
         "member_id": paid.member_id,
         "store_id": paid.store_id,
-        "business_day": paid.business_day or paid.occurred_at.date(),
-        "paid_at": paid.paid_at,
+        "business_day": paid.business_day or paid.occurred_at.astimezone(UTC).date(),
+        "paid_at": paid_at,
         "total": paid.total.amount,
         "currency": paid.total.currency,
         "lines": [
