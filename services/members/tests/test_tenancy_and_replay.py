@@ -20,14 +20,14 @@ from servicekit.testing.tokens import bearer_headers
 from .conftest import Harness
 from .test_members import ledger, new_member, paid_event, refund_event
 
-STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write"})
+STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write", "coupons:manage"})
 CASHIER_SCOPES = frozenset({"orders:write"})
 ROLES = [Role.HQ_ADMIN, Role.STORE_MANAGER, Role.CASHIER]
 
 
 def as_role(harness: Harness, role: Role, merchant: uuid.UUID) -> dict[str, str]:
     if role is Role.HQ_ADMIN:
-        scopes, stores = frozenset({"members:write", "settings:manage"}), None
+        scopes, stores = frozenset({"members:write", "settings:manage", "coupons:manage"}), None
     elif role is Role.STORE_MANAGER:
         scopes, stores = STORE_MANAGER_SCOPES, frozenset({uuid.uuid4()})
     else:
@@ -43,13 +43,103 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     owner, intruder = new_id(), new_id()
     member = await new_member(harness, owner)
     member_id = member["id"]
-    requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
-        ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None),
+    owner_headers = harness.token(owner)
+    template = await harness.client.post(
+        "/v1/coupon-templates",
+        json={
+            "name": "5 off",
+            "kind": "no_threshold",
+            "amount_off": {"amount": 500, "currency": "CNY"},
+            "valid_days": 30,
+        },
+        headers=owner_headers,
+    )
+    assert template.status_code == 201, template.text
+    template_id = template.json()["id"]
+    coupon = await harness.client.post(
+        f"/v1/coupon-templates/{template_id}/issue",
+        json={"member_id": member_id},
+        headers=owner_headers,
+    )
+    assert coupon.status_code == 201, coupon.text
+    coupon_id = coupon.json()["id"]
+    level = await harness.client.post(
+        "/v1/member-levels",
+        json={"name": "gold", "rank": 1, "basis": "spend", "threshold": 10**9},
+        headers=owner_headers,
+    )
+    assert level.status_code == 201, level.text
+    rule = await harness.client.post(
+        "/v1/member-tag-rules",
+        json={"tag": "loyal", "min_visit_count": 10**6},
+        headers=owner_headers,
+    )
+    assert rule.status_code == 201, rule.text
+    the_coupon = f"/v1/members/{member_id}/coupons/{coupon_id}"
+    # route -> (url, body, the scope it needs)
+    requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {
+        ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None, None),
         ("patch", "/v1/members/{member_id}"): (
             f"/v1/members/{member_id}",
             {"version": 1, "name": "taken over"},
+            "members:write",
         ),
-        ("get", "/v1/members/{member_id}/points"): (f"/v1/members/{member_id}/points", None),
+        ("get", "/v1/members/{member_id}/points"): (
+            f"/v1/members/{member_id}/points",
+            None,
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/coupons"): (
+            f"/v1/members/{member_id}/coupons",
+            None,
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/coupons/{coupon_id}"): (the_coupon, None, None),
+        ("post", "/v1/members/{member_id}/coupons/{coupon_id}/void"): (
+            f"{the_coupon}/void",
+            {"reason": "taken over"},
+            "coupons:manage",
+        ),
+        ("post", "/v1/members/{member_id}/tags"): (
+            f"/v1/members/{member_id}/tags",
+            {"tag": "intruder"},
+            "members:write",
+        ),
+        ("delete", "/v1/members/{member_id}/tags/{tag}"): (
+            f"/v1/members/{member_id}/tags/vip",
+            None,
+            "members:write",
+        ),
+        ("get", "/v1/coupon-templates/{template_id}"): (
+            f"/v1/coupon-templates/{template_id}",
+            None,
+            None,
+        ),
+        ("patch", "/v1/coupon-templates/{template_id}"): (
+            f"/v1/coupon-templates/{template_id}",
+            {"version": 1, "active": False},
+            "coupons:manage",
+        ),
+        ("post", "/v1/coupon-templates/{template_id}/issue"): (
+            f"/v1/coupon-templates/{template_id}/issue",
+            {"member_id": member_id},
+            "coupons:manage",
+        ),
+        ("post", "/v1/coupon-templates/{template_id}/issue-to-tag"): (
+            f"/v1/coupon-templates/{template_id}/issue-to-tag",
+            {"tag": "vip", "batch_key": "intruder"},
+            "coupons:manage",
+        ),
+        ("patch", "/v1/member-levels/{level_id}"): (
+            f"/v1/member-levels/{level.json()['id']}",
+            {"version": 1, "threshold": 0},
+            "settings:manage",
+        ),
+        ("put", "/v1/member-tag-rules/{rule_id}"): (
+            f"/v1/member-tag-rules/{rule.json()['id']}",
+            {"version": 1, "min_visit_count": 0},
+            "settings:manage",
+        ),
     }
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {
@@ -60,14 +150,25 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     }
     assert routes == set(requests), "a route taking an id is missing from this walk"
 
-    for method, url_body in requests.items():
-        url, body = url_body
+    headers = as_role(harness, role, intruder)
+    scopes = {
+        Role.HQ_ADMIN: {"members:write", "settings:manage", "coupons:manage"},
+        Role.STORE_MANAGER: STORE_MANAGER_SCOPES,
+        Role.CASHIER: CASHIER_SCOPES,
+    }[role]
+    for (method, _), (url, body, scope) in requests.items():
         response = await harness.client.request(
-            method[0], url, json=body, headers=as_role(harness, role, intruder)
+            method, url, json=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
         )
-        may_write = role is not Role.CASHIER or method[0] == "get"
-        assert response.status_code == (404 if may_write else 403), (url, response.text)
+        may = scope is None or scope in scopes
+        assert response.status_code == (404 if may else 403), (url, response.text)
         assert member["phone"] not in response.text
+    # Nothing of the owner's changed.
+    again = await harness.client.get(the_coupon, headers=owner_headers)
+    assert again.json()["state"] == "issued"
+    assert (await harness.client.get(f"/v1/members/{member_id}", headers=owner_headers)).json()[
+        "tags"
+    ] == []
     # The intruder's lists and lookups show nothing of the owner's.
     listed = await harness.client.get("/v1/members", headers=as_role(harness, role, intruder))
     assert listed.json()["items"] == []

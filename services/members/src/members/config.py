@@ -10,3 +10,5 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MEMBERS_", extra="ignore")
 
     port: int = 8104
+    #: Seconds between sweeps for birthday coupons, levels and rule tags (0: never).
+    benefits_sweep_interval: float = 900.0

@@ -1,4 +1,4 @@
-"""The members service: members, points and stored value.
+"""The members service: members, points, levels, tags, coupons and stored value.
 
 ``create_app`` is its only wiring.
 """
@@ -7,15 +7,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from members.birthdays.router import router as birthdays_router
+from members.birthdays.tasks import start_sweeps, stop_sweeps
 from members.config import Settings
+from members.coupons.handlers import handlers as coupon_handlers
+from members.coupons.router import router as coupons_router
+from members.levels.router import router as levels_router
 from members.member.router import router as members_router
 from members.points.handlers import handlers as points_handlers
 from members.points.router import router as points_router
+from members.tags.router import router as tags_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
-PUBLISHES = ["members.member", "members.points"]
+PUBLISHES = ["members.member", "members.points", "members.coupon"]
 
 
 def create_app(
@@ -27,9 +33,18 @@ def create_app(
     return build_app(
         settings or Settings(),
         title="Countertop Members",
-        routers=[members_router, points_router],
-        consumers={"points": points_handlers},
+        routers=[
+            members_router,
+            points_router,
+            coupons_router,
+            tags_router,
+            levels_router,
+            birthdays_router,
+        ],
+        consumers={"points": points_handlers, "coupons": coupon_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,
+        on_startup=[start_sweeps],
+        on_shutdown=[stop_sweeps],
     )
