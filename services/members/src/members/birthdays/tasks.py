@@ -1,6 +1,6 @@
 """The periodic sweep of the members process: birthday coupons, levels and rule tags.
 
-Every ``benefits_sweep_interval`` seconds each replica walks the members of every merchant
+Every ``benefits_sweep_interval`` seconds each replica running the consumers walks the members of every merchant
 that has something to sweep for (an active birthday template, an active tag rule, a level),
 a chunk per transaction, each chunk locked in id order. For each member it issues this
 year's birthday coupons when it is their birthday month (in the merchant's birthday time
@@ -114,7 +114,8 @@ async def run_sweeps(database: Database, interval: float) -> None:
 
 async def start_sweeps(runtime: Any) -> None:
     interval = float(getattr(runtime.settings, "benefits_sweep_interval", 900.0))
-    if interval > 0:
+    # Background work belongs with the consumers, not with the API or relay deployments.
+    if interval > 0 and runtime.settings.run_consumers:
         runtime.extras["member_sweeps"] = asyncio.create_task(
             run_sweeps(runtime.database, interval), name="members-sweeps"
         )
