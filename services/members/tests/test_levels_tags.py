@@ -15,7 +15,7 @@ from servicekit.auth import Role
 from servicekit.testing.tokens import bearer_headers
 
 from .conftest import Harness, eventually
-from .test_members import ledger, new_member, paid_event
+from .test_members import ledger, new_member, paid_event, refund_event
 
 
 def keyed(headers: dict[str, str]) -> dict[str, str]:
@@ -316,3 +316,28 @@ async def test_birthday_and_patch_changes_are_announced(harness: Harness) -> Non
     )
     assert renamed.status_code == 200
     assert [e["version"] for e in updates(harness, member["id"])] == [1, 2]
+
+
+async def test_a_points_reversal_takes_a_balance_tag_away(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    member_id = member["id"]
+    rule = await harness.client.post(
+        "/v1/member-tag-rules",
+        json={"tag": "points-rich", "min_points_balance": 100},
+        headers=keyed(harness.token(merchant)),
+    )
+    assert rule.status_code == 201
+    order_id = new_id()
+    paid = harness.envelope(paid_event(order_id, uuid.UUID(member_id), 15_000), merchant, order_id)
+    await harness.deliver(paid)
+    await harness.processed(paid)
+    assert (await member_of(harness, merchant, member_id))["tags"] == ["points-rich"]
+    refund = harness.envelope(
+        refund_event(order_id, uuid.UUID(member_id), 15_000, 15_000, 15_000), merchant, order_id
+    )
+    await harness.deliver(refund)
+    await harness.processed(refund)
+    after = await member_of(harness, merchant, member_id)
+    assert after["points_balance"] == 0
+    assert after["tags"] == []

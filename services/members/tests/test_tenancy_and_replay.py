@@ -17,7 +17,7 @@ from members.points.handlers import order_paid, order_refunded
 from servicekit.auth import Role
 from servicekit.testing.tokens import bearer_headers
 
-from .conftest import Harness
+from .conftest import Harness, eventually
 from .test_members import ledger, new_member, paid_event, refund_event
 
 STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write", "coupons:manage"})
@@ -262,10 +262,14 @@ async def test_refund_before_its_payment_through_the_bus(harness: Harness) -> No
     assert [(e["kind"], e["points"]) for e in points["items"]] == [("reversal", -33), ("award", 33)]
     assert points["balance"] == 0
     await balances_never_negative(harness, member["id"])
-    reversed_events = [
-        e for e in harness.events("members.points", member_id) if e["type"].endswith("reversed")
-    ]
-    assert [e["payload"]["points"] for e in reversed_events] == [33]
+
+    async def reversed_events() -> list[dict[str, Any]]:
+        # The relay publishes after the commit: wait for it rather than read too early.
+        return [
+            e for e in harness.events("members.points", member_id) if e["type"].endswith("reversed")
+        ]
+
+    assert [e["payload"]["points"] for e in await eventually(reversed_events)] == [33]
 
 
 async def test_another_merchants_refund_takes_no_points(harness: Harness) -> None:

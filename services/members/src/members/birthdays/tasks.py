@@ -1,13 +1,13 @@
 """The periodic sweep of the members process: birthday coupons, levels and rule tags.
 
-Every ``benefits_sweep_interval`` seconds each replica running the consumers walks the members of every merchant
-that has something to sweep for (an active birthday template, an active tag rule, a level),
-a chunk per transaction, each chunk locked in id order. For each member it issues this
-year's birthday coupons when it is their birthday month (in the merchant's birthday time
-zone) and re-evaluates their level and rule tags (:func:`members.tags.service.refresh`).
-Two replicas sweeping at once are safe: the locks serialize them member by member, a
-birthday coupon is unique per template, member and year, and a refresh that finds nothing
-to change writes nothing.
+Every ``benefits_sweep_interval`` seconds each replica running the consumers walks the
+members of every merchant that has something to sweep for (an active birthday template, an
+active tag rule, a level), a chunk per transaction, each chunk locked in id order. For each
+member it issues this year's birthday coupons when it is their birthday month (in the
+merchant's birthday time zone) and re-evaluates their level and rule tags
+(:func:`members.tags.service.refresh`). Two replicas sweeping at once are safe: the locks
+serialize them member by member, a birthday coupon is unique per template, member and year,
+and a refresh that finds nothing to change writes nothing.
 """
 
 from __future__ import annotations

@@ -317,4 +317,6 @@ async def _settle_reversal(
         balance=balance,
     )
     await add_event(session, _caused(envelope, reversal))
+    # A rule on the points balance may no longer be met.
+    await tags.refresh(session, member, causation=envelope)
     return points
