@@ -156,7 +156,7 @@ class TemplateOut(BaseModel):
         return cls(
             id=t.id,
             name=t.name,
-            kind=t.kind,  # type: ignore[arg-type]
+            kind=t.kind,
             threshold=_money(t.threshold, t.currency),
             amount_off=_money(t.amount_off, t.currency),
             percent_off_bp=t.percent_off_bp,
@@ -236,7 +236,7 @@ class CouponOut(BaseModel):
             code=c.code,
             template_id=c.template_id,
             member_id=c.member_id,
-            kind=c.kind,  # type: ignore[arg-type]
+            kind=c.kind,
             state=c.state,
             expired=c.state == "issued" and c.valid_until <= datetime.now(UTC),
             threshold=_money(c.threshold, c.currency),

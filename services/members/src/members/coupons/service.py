@@ -81,7 +81,7 @@ def _manageable(principal: Principal, template: CouponTemplate) -> bool:
     return template.store_ids is not None and set(template.store_ids) <= principal.store_ids
 
 
-def templates_query(principal: Principal) -> sa.Select[tuple[CouponTemplate]]:
+def templates_query(principal: Principal) -> sa.Select[CouponTemplate]:
     return scoped_to_merchant(
         sa.select(CouponTemplate), CouponTemplate, principal.merchant_id
     ).where(_visible_filter(principal))
@@ -175,7 +175,7 @@ def _issued_event(coupon: Coupon, causation: EventEnvelope | None) -> EventEnvel
         member_id=coupon.member_id,
         template_id=coupon.template_id,
         code=coupon.code,
-        kind=coupon.kind,  # type: ignore[arg-type]
+        kind=coupon.kind,
         threshold=money(coupon.threshold),
         amount_off=money(coupon.amount_off),
         percent_off_bp=coupon.percent_off_bp,
@@ -384,7 +384,7 @@ async def issue_on_signup(session: AsyncSession, member: Member) -> int:
 # --- coupons -------------------------------------------------------------------------------
 
 
-def member_coupons_query(merchant_id: uuid.UUID, member_id: uuid.UUID) -> sa.Select[tuple[Coupon]]:
+def member_coupons_query(merchant_id: uuid.UUID, member_id: uuid.UUID) -> sa.Select[Coupon]:
     return scoped_to_merchant(sa.select(Coupon), Coupon, merchant_id).where(
         Coupon.member_id == member_id
     )
