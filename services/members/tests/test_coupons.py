@@ -8,7 +8,9 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -16,11 +18,21 @@ from contracts.events.orders import CouponRedeemed, CouponReleased, CouponReserv
 from contracts.ids import new_id
 from contracts.money import Money
 from members.birthdays.tasks import sweep_merchant
+from members.config import Settings
 from members.coupons.models import Coupon
-from servicekit.auth import Role
+from members.main import create_app
+from servicekit.app import TOKEN_AUDIENCE, TOKEN_ISSUER
+from servicekit.auth import (
+    Role,
+    StaticKeySource,
+    TokenVerifier,
+    generate_signing_key,
+    public_jwks,
+)
+from servicekit.bus.factory import InMemoryBus
 from servicekit.testing.tokens import bearer_headers
 
-from .conftest import Harness, eventually
+from .conftest import ALL_SCOPES, Harness, eventually
 from .test_members import new_member
 
 
@@ -515,3 +527,58 @@ async def test_redemption_steps_of_another_tenant_change_nothing(harness: Harnes
     stranger = await new_member(harness, merchant)
     await step(harness, merchant, {**coupon, "member_id": stranger["id"]}, "redeemed", 1)
     await coupon_state(harness, merchant, coupon, "issued")
+
+
+async def test_the_running_service_sweeps_birthday_coupons(members_url: str) -> None:
+    """The sweep is wired into the process: started with the consumers, it issues the coupon
+    of a member whose birthday month it is, without anyone calling it."""
+    settings = Settings(
+        database_url=members_url,
+        log_format="console",
+        outbox_poll_interval=0.05,
+        db_pool_size=3,
+        benefits_sweep_interval=0.1,
+    )
+    key = generate_signing_key()
+    verifier = TokenVerifier(
+        StaticKeySource(public_jwks([key])), issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE
+    )
+    app = create_app(settings, bus=InMemoryBus(), token_verifier=verifier)
+    merchant = new_id()
+    headers = bearer_headers(key, merchant, scopes=ALL_SCOPES)
+    month = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).month
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        template = await client.post(
+            "/v1/coupon-templates",
+            json={
+                "name": "birthday",
+                "kind": "no_threshold",
+                "amount_off": cny(1000),
+                "valid_days": 31,
+                "issue_on_birthday": True,
+            },
+            headers=keyed(headers),
+        )
+        assert template.status_code == 201, template.text
+        member = await client.post(
+            "/v1/members",
+            json={
+                "phone": f"+86137{uuid.uuid4().int % 10**8:08d}",
+                "birthday": date(1988, month, 1).isoformat(),
+            },
+            headers=keyed(headers),
+        )
+        assert member.status_code == 201, member.text
+
+        async def issued() -> list[dict[str, Any]]:
+            response = await client.get(
+                f"/v1/members/{member.json()['id']}/coupons", headers=headers
+            )
+            items: list[dict[str, Any]] = response.json()["items"]
+            return items
+
+        [coupon] = await eventually(issued)
+        assert coupon["source"] == "birthday"
