@@ -80,6 +80,8 @@ async def test_cashier_cannot_call_manager_endpoints(api: Api) -> None:
     assert [s["id"] for s in stores.json()["items"]] == [tenant.store["id"]]
     me = await api.client.get(f"/v1/staff/{cashier.id}", headers=cashier.headers)
     assert me.status_code == 200
+    # By default a cashier signs customers up as members at the till.
+    assert "members:write" in me.json()["scopes"]
 
 
 async def test_store_manager_is_confined_to_their_store(api: Api) -> None:

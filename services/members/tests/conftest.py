@@ -34,7 +34,7 @@ from servicekit.testing.tokens import bearer_headers
 from servicekit.testing.wait import eventually
 
 MIGRATIONS = Path(members.__file__).parent / "migrations"
-ALL_SCOPES = frozenset({"members:write", "settings:manage"})
+ALL_SCOPES = frozenset({"members:write", "settings:manage", "coupons:manage"})
 
 
 def bearer(

@@ -17,11 +17,15 @@ from members.points.handlers import order_paid, order_refunded
 from servicekit.auth import Role
 from servicekit.testing.tokens import bearer_headers
 
-from .conftest import Harness
+from .conftest import Harness, eventually
 from .test_members import ledger, new_member, paid_event, refund_event
 
-HQ_SCOPES = frozenset({"members:write", "settings:manage", "reports:read", "members:import"})
-STORE_MANAGER_SCOPES = frozenset({"orders:write", "members:write", "reports:read"})
+HQ_SCOPES = frozenset(
+    {"members:write", "settings:manage", "reports:read", "members:import", "coupons:manage"}
+)
+STORE_MANAGER_SCOPES = frozenset(
+    {"orders:write", "members:write", "reports:read", "coupons:manage"}
+)
 CASHIER_SCOPES = frozenset({"orders:write"})
 ROLES = [Role.HQ_ADMIN, Role.STORE_MANAGER, Role.CASHIER]
 ROLE_SCOPES = {
@@ -57,6 +61,39 @@ async def test_another_merchants_member_is_not_found_on_every_route(
         )
     ).json()["id"]
     period = "business_day_from=2026-01-01&business_day_to=2026-01-31"
+    owner_headers = harness.token(owner)
+    template = await harness.client.post(
+        "/v1/coupon-templates",
+        json={
+            "name": "5 off",
+            "kind": "no_threshold",
+            "amount_off": {"amount": 500, "currency": "CNY"},
+            "valid_days": 30,
+        },
+        headers=owner_headers,
+    )
+    assert template.status_code == 201, template.text
+    template_id = template.json()["id"]
+    coupon = await harness.client.post(
+        f"/v1/coupon-templates/{template_id}/issue",
+        json={"member_id": member_id},
+        headers=owner_headers,
+    )
+    assert coupon.status_code == 201, coupon.text
+    coupon_id = coupon.json()["id"]
+    level = await harness.client.post(
+        "/v1/member-levels",
+        json={"name": "gold", "rank": 1, "basis": "spend", "threshold": 10**9},
+        headers=owner_headers,
+    )
+    assert level.status_code == 201, level.text
+    rule = await harness.client.post(
+        "/v1/member-tag-rules",
+        json={"tag": "loyal", "min_visit_count": 10**6},
+        headers=owner_headers,
+    )
+    assert rule.status_code == 201, rule.text
+    the_coupon = f"/v1/members/{member_id}/coupons/{coupon_id}"
     # Each route with the scope it needs beyond a valid token (None: any staff member).
     requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {
         ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None, None),
@@ -85,6 +122,57 @@ async def test_another_merchants_member_is_not_found_on_every_route(
             None,
             "members:import",
         ),
+        ("get", "/v1/members/{member_id}/coupons"): (
+            f"/v1/members/{member_id}/coupons",
+            None,
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/coupons/{coupon_id}"): (the_coupon, None, None),
+        ("post", "/v1/members/{member_id}/coupons/{coupon_id}/void"): (
+            f"{the_coupon}/void",
+            {"reason": "taken over"},
+            "coupons:manage",
+        ),
+        ("post", "/v1/members/{member_id}/tags"): (
+            f"/v1/members/{member_id}/tags",
+            {"tag": "intruder"},
+            "members:write",
+        ),
+        ("delete", "/v1/members/{member_id}/tags/{tag}"): (
+            f"/v1/members/{member_id}/tags/vip",
+            None,
+            "members:write",
+        ),
+        ("get", "/v1/coupon-templates/{template_id}"): (
+            f"/v1/coupon-templates/{template_id}",
+            None,
+            None,
+        ),
+        ("patch", "/v1/coupon-templates/{template_id}"): (
+            f"/v1/coupon-templates/{template_id}",
+            {"version": 1, "active": False},
+            "coupons:manage",
+        ),
+        ("post", "/v1/coupon-templates/{template_id}/issue"): (
+            f"/v1/coupon-templates/{template_id}/issue",
+            {"member_id": member_id},
+            "coupons:manage",
+        ),
+        ("post", "/v1/coupon-templates/{template_id}/issue-to-tag"): (
+            f"/v1/coupon-templates/{template_id}/issue-to-tag",
+            {"tag": "vip", "batch_key": "intruder"},
+            "coupons:manage",
+        ),
+        ("patch", "/v1/member-levels/{level_id}"): (
+            f"/v1/member-levels/{level.json()['id']}",
+            {"version": 1, "threshold": 0},
+            "settings:manage",
+        ),
+        ("put", "/v1/member-tag-rules/{rule_id}"): (
+            f"/v1/member-tag-rules/{rule.json()['id']}",
+            {"version": 1, "min_visit_count": 0},
+            "settings:manage",
+        ),
     }
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {
@@ -101,6 +189,12 @@ async def test_another_merchants_member_is_not_found_on_every_route(
         allowed = scope is None or scope in ROLE_SCOPES[role]
         assert response.status_code == (404 if allowed else 403), (url, response.text)
         assert member["phone"] not in response.text
+    # Nothing of the owner's changed.
+    again = await harness.client.get(the_coupon, headers=owner_headers)
+    assert again.json()["state"] == "issued"
+    assert (await harness.client.get(f"/v1/members/{member_id}", headers=owner_headers)).json()[
+        "tags"
+    ] == []
     # The intruder's lists and lookups show nothing of the owner's.
     listed = await harness.client.get("/v1/members", headers=as_role(harness, role, intruder))
     assert listed.json()["items"] == []
@@ -194,10 +288,14 @@ async def test_refund_before_its_payment_through_the_bus(harness: Harness) -> No
     assert [(e["kind"], e["points"]) for e in points["items"]] == [("reversal", -33), ("award", 33)]
     assert points["balance"] == 0
     await balances_never_negative(harness, member["id"])
-    reversed_events = [
-        e for e in harness.events("members.points", member_id) if e["type"].endswith("reversed")
-    ]
-    assert [e["payload"]["points"] for e in reversed_events] == [33]
+
+    async def reversed_events() -> list[dict[str, Any]]:
+        # The relay publishes after the commit: wait for it rather than read too early.
+        return [
+            e for e in harness.events("members.points", member_id) if e["type"].endswith("reversed")
+        ]
+
+    assert [e["payload"]["points"] for e in await eventually(reversed_events)] == [33]
 
 
 async def test_another_merchants_refund_takes_no_points(harness: Harness) -> None:

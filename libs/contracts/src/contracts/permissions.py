@@ -21,6 +21,7 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
         "members:write": "Register members and change their accounts.",
         "members:import": "Import members in bulk and run the batch verification of member data.",
         "members:export": "Export the member list with phones, points, levels and tags.",
+        "coupons:manage": "Define coupon templates within one's stores; issue and void coupons.",
         "staff:manage": "Create and manage staff within one's own scope.",
         "stores:manage": "Open and change stores within one's own scope.",
         "reports:read": "Read sales and operating reports.",

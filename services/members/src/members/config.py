@@ -14,3 +14,5 @@ class Settings(ServiceSettings):
     import_poll_interval: float = 1.0
     #: Rows of a member import applied per transaction.
     import_chunk_rows: int = 200
+    #: Seconds between sweeps for birthday coupons, levels and rule tags (0: never).
+    benefits_sweep_interval: float = 900.0

@@ -1,4 +1,4 @@
-"""The members service: members, points and stored value.
+"""The members service: members, points, levels, tags, coupons and stored value.
 
 ``create_app`` is its only wiring.
 """
@@ -9,18 +9,24 @@ from fastapi import FastAPI
 
 from members.analysis.handlers import handlers as visit_handlers
 from members.analysis.router import router as analysis_router
+from members.birthdays.router import router as birthdays_router
+from members.birthdays.tasks import start_sweeps, stop_sweeps
 from members.config import Settings
+from members.coupons.handlers import handlers as coupon_handlers
+from members.coupons.router import router as coupons_router
 from members.imports.router import router as imports_router
 from members.imports.service import start_worker, stop_worker
+from members.levels.router import router as levels_router
 from members.member.router import router as members_router
 from members.points.handlers import handlers as points_handlers
 from members.points.router import router as points_router
+from members.tags.router import router as tags_router
 from members.verification.router import router as verification_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
-PUBLISHES = ["members.member", "members.points"]
+PUBLISHES = ["members.member", "members.points", "members.coupon"]
 
 
 def create_app(
@@ -39,11 +45,15 @@ def create_app(
             verification_router,
             members_router,
             points_router,
+            coupons_router,
+            tags_router,
+            levels_router,
+            birthdays_router,
         ],
-        consumers={"points": points_handlers, "visits": visit_handlers},
+        consumers={"points": points_handlers, "visits": visit_handlers, "coupons": coupon_handlers},
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,
-        on_startup=[start_worker],
-        on_shutdown=[stop_worker],
+        on_startup=[start_worker, start_sweeps],
+        on_shutdown=[stop_sweeps, stop_worker],
     )

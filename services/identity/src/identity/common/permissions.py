@@ -30,6 +30,7 @@ _STORE_MANAGER_DEFAULT = frozenset(
         "refunds:approve",
         "inventory:adjust",
         "members:write",
+        "coupons:manage",
         "staff:manage",
         "reports:read",
         "devices:manage",
@@ -45,8 +46,9 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
-    # A cashier reprints a ticket and bumps the kitchen display without asking anyone.
-    Role.CASHIER: frozenset({"orders:write", "devices:operate"}),
+    # A cashier reprints a ticket, bumps the kitchen display and signs a customer up as a
+    # member at the till without asking anyone.
+    Role.CASHIER: frozenset({"orders:write", "devices:operate", "members:write"}),
 }
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {

@@ -11,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.events.members import MemberCreated
 from contracts.ids import new_id
 from contracts.registry import make_envelope
+from members.coupons.service import issue_on_signup
 from members.member.schemas import MemberCreate, MemberUpdate
+from members.member.updates import profile
 from members.models import Member
+from members.tags.service import refresh, set_manual_tags
 from servicekit.auth import scoped_to_merchant
 from servicekit.errors import Conflict, NotFound, VersionMismatch
 from servicekit.outbox import add_event
@@ -57,6 +60,10 @@ async def create_member(
             merchant_id=merchant_id,
         ),
     )
+    # The row is new and uncommitted: nobody else can hold it, no lock needed.
+    await set_manual_tags(session, member, body.tags)
+    await refresh(session, member, version_bumped=True, announce=True)
+    await issue_on_signup(session, member)
     return member
 
 
@@ -87,6 +94,7 @@ async def update_member(
     member = await get_member(session, merchant_id, member_id, lock=True)
     if body.version != member.version:
         raise VersionMismatch(current_version=member.version)
+    before = profile(member)
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
     if changes.get("phone") is None:
         changes.pop("phone", None)  # a phone can be changed, never removed
@@ -99,7 +107,11 @@ async def update_member(
         if taken is not None:
             raise _phone_taken()
     for name, value in changes.items():
-        setattr(member, name, value if name != "tags" else list(value or []))
+        if name == "tags":
+            # The tags given are the manual ones; rule tags are the rules' to keep.
+            await set_manual_tags(session, member, value or [])
+        else:
+            setattr(member, name, value)
     member.version += 1
     member.updated_at = sa.func.now()
     try:
@@ -107,4 +119,5 @@ async def update_member(
     except sa.exc.IntegrityError:
         raise _phone_taken() from None
     await session.refresh(member)
+    await refresh(session, member, before=before, version_bumped=True)
     return member

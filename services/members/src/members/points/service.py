@@ -1,7 +1,11 @@
 """Points: the earning rule, awards on paid orders, reversals on refunds.
 
-Earning: ``floor(paid_total * points_per_unit / unit_amount)``, by default 1 point per 100
-minor units (1 yuan). Reversal: after a refund the points reversed so far for an order are
+Earning: ``floor(paid_total * points_per_unit * level_bp * birthday_bp / (unit_amount *
+10000²))``, by default 1 point per 100 minor units (1 yuan); ``level_bp`` is the points
+multiplier of the level the member holds when the order is paid, ``birthday_bp`` the
+birthday multiplier when it is paid in their birthday month (both 10000 = 1x). A paid order
+then counts towards the member's lifetime figures, which may move them up a level and change
+their rule-based tags. Reversal: after a refund the points reversed so far for an order are
 ``ceil(awarded * refunded_total / order_total)``, capped at what was awarded, and exactly the
 award once the order is fully refunded; each refund reverses the difference with what was
 already reversed. Rounding up means a customer never keeps points for money that went back,
@@ -30,7 +34,10 @@ from contracts.envelope import EventEnvelope
 from contracts.events.members import PointsAwarded, PointsReversed
 from contracts.events.orders import OrderPaid, OrderRefunded
 from contracts.registry import make_envelope
+from members.birthdays import service as birthdays
+from members.levels import service as levels
 from members.models import Member, PointsEntry, PointsRefund, PointsRule
+from members.tags import service as tags
 from servicekit.auth import scoped_to_merchant
 from servicekit.errors import VersionMismatch
 from servicekit.outbox import add_event
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 PRODUCER = "members"
 DEFAULT_POINTS_PER_UNIT = 1
 DEFAULT_UNIT_AMOUNT = 100
+ONE_X_BP = 10_000
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,11 @@ class Rule:
     version: int
     is_default: bool
 
-    def points_for(self, amount: int) -> int:
+    def points_for(self, amount: int, multiplier: int = 1, scale: int = 1) -> int:
+        """Points for ``amount`` times ``multiplier / scale``, rounded down once."""
         if amount <= 0:
             return 0
-        return amount * self.points_per_unit // self.unit_amount
+        return amount * self.points_per_unit * multiplier // (self.unit_amount * scale)
 
 
 async def get_rule(session: AsyncSession, merchant_id: uuid.UUID) -> Rule:
@@ -172,7 +181,10 @@ async def award_for_paid_order(session: AsyncSession, envelope: EventEnvelope) -
         log.warning("order %s names member %s, unknown here", paid.order_id, paid.member_id)
         return None
     rule = await get_rule(session, member.merchant_id)
-    points = rule.points_for(paid.total.amount)
+    level_bp = await levels.points_multiplier_bp(session, member)
+    birthday_bp = await birthdays.points_multiplier_bp(session, member, paid.paid_at)
+    # Both multipliers at once, so the award is rounded down a single time.
+    points = rule.points_for(paid.total.amount, level_bp * birthday_bp, ONE_X_BP**2)
     balance = await _record(
         session,
         member,
@@ -186,6 +198,11 @@ async def award_for_paid_order(session: AsyncSession, envelope: EventEnvelope) -
     )
     if balance is None:
         return None
+    # The award is unique per order, so this order counts once towards the lifetime figures.
+    await levels.count_paid_order(
+        session, member, amount=paid.total.amount, points=points, paid_at=paid.paid_at
+    )
+    await tags.refresh(session, member, causation=envelope)
     if points:
         award = PointsAwarded(
             member_id=member.id, order_id=paid.order_id, points=points, balance=balance
@@ -300,4 +317,6 @@ async def _settle_reversal(
         balance=balance,
     )
     await add_event(session, _caused(envelope, reversal))
+    # A rule on the points balance may no longer be met.
+    await tags.refresh(session, member, causation=envelope)
     return points

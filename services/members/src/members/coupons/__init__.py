@@ -1,0 +1,1 @@
+"""Coupons: templates, issuing to members, and each coupon's state as orders redeems it."""

@@ -1,0 +1,1 @@
+"""Member levels: definitions per merchant, lifetime figures, moving members up."""
