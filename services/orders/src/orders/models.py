@@ -151,7 +151,7 @@ class Order(Base):
     # What the pricing engine was given (see ``orders.promotions.pricing``): recomputing from it
     # gives back the stored discounts. Null for orders priced before promotions, and synced
     # orders (the till priced those).
-    pricing: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB(none_as_null=True))
 
 
 class OrderLine(Base):
@@ -333,7 +333,7 @@ class Promotion(Base):
     version_id: Mapped[uuid.UUID] = mapped_column(UUID)
     kind: Mapped[str] = mapped_column(sa.Text)
     active: Mapped[bool] = mapped_column(sa.Boolean)
-    store_ids: Mapped[list[str] | None] = mapped_column(pg.JSONB)
+    store_ids: Mapped[list[str] | None] = mapped_column(pg.JSONB(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
 
@@ -369,7 +369,7 @@ class Coupon(Base):
     merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     coupon_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     member_id: Mapped[uuid.UUID] = mapped_column(UUID)
-    terms: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB)
+    terms: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB(none_as_null=True))
     status: Mapped[str] = mapped_column(sa.Text, server_default="available")
     order_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     store_id: Mapped[uuid.UUID | None] = mapped_column(UUID)

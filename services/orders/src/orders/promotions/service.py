@@ -94,7 +94,7 @@ async def _check_stores(
 
 def _stored(body: PromotionIn) -> dict[str, Any]:
     # Only the definition's own fields: an update's expected ``version`` is not part of it.
-    return PromotionIn.model_validate(body.model_dump()).model_dump(mode="json")
+    return body.model_dump(mode="json", include=set(PromotionIn.model_fields))
 
 
 async def create(session: AsyncSession, principal: Principal, body: PromotionIn) -> PromotionOut:
