@@ -14,6 +14,8 @@ import pytest
 
 from contracts.events.members import CouponIssued, CouponVoided
 from contracts.money import Money
+from orders.models import Order
+from orders.promotions.pricing import recompute
 
 from .conftest import T0, Harness
 
@@ -131,6 +133,14 @@ async def test_quoted_held_used_and_given_back_by_a_full_refund(h: Harness) -> N
     (redeemed,) = await h.wait_events("orders.coupon.redeemed", merchant, 1)
     assert redeemed.payload["sequence"] == 2
     assert (await quote(h, merchant, other))["rejected_coupons"][0]["reason"] == "coupon_used"
+    # The used coupon still prices the order it was used on, recomputed from what it stored.
+    async with h.database.transaction() as session:
+        stored = await session.get(Order, (merchant, uuid.UUID(order["id"])))
+        assert stored is not None
+        result = await recompute(session, stored)
+    assert result is not None
+    assert result.coupons == {coupon: 500}
+    assert result.total == 2500
 
     # A partial refund keeps it used; the refund that completes it gives it back.
     await h.refund(merchant, store, order["id"], payment_id, 1000)

@@ -472,3 +472,50 @@ async def test_member_level_keeps_the_highest_version(h: Harness) -> None:
             ).all()
         )
     assert levels == {member: "platinum", early: "silver"}
+
+
+async def test_synced_orders_keep_what_the_till_charged(h: Harness) -> None:
+    merchant = uuid.uuid4()
+    store = await h.seed_store(merchant)
+    item = await product(h, merchant, 1000)
+    await create(
+        h,
+        hq(merchant),
+        {
+            "name": "Half off",
+            "rule": {"kind": "discount", "product_ids": [str(item)], "percent_off_bp": 5000},
+        },
+    )
+    order_id = str(uuid.uuid4())
+    synced = await h.client.post(
+        "/v1/orders/sync",
+        json={
+            "store_id": str(store),
+            "till_id": "till-1",
+            "orders": [
+                {
+                    "id": order_id,
+                    "lines": [
+                        {
+                            "product_id": str(item),
+                            "quantity": 1,
+                            "unit_price": cny(1000),
+                            "discount": cny(100),
+                        }
+                    ],
+                    "occurred_at": T0.isoformat(),
+                }
+            ],
+        },
+        headers={**h.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert synced.status_code == 200, synced.text
+    order = await h.order(merchant, order_id)
+    assert order["source"] == "offline"
+    assert order["total"]["amount"] == 900
+    assert order["lines"][0]["discount"]["amount"] == 100
+    async with h.database.transaction() as session:
+        stored = await session.get(Order, (merchant, uuid.UUID(order_id)))
+        assert stored is not None
+        assert stored.pricing is None
+        assert await recompute(session, stored) is None
