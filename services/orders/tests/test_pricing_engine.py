@@ -140,6 +140,24 @@ def test_member_price_by_level() -> None:
     assert anonymous.rejected_promotions[0].reason == "member_required"
 
 
+def test_member_prices_by_level_take_the_larger_saving() -> None:
+    rule = {
+        "kind": "member_price",
+        "unit_prices": {str(TEA): cny(800), str(COKE): cny(300)},
+        "levels": ["gold", "silver"],
+        "level_percent_off_bp": {"gold": 500},
+    }
+    lines = [line(TEA, 2, 1000), line(BREAD, 1, 1999), line(COKE, 1, 250)]
+    # Gold: tea at 8.00 saves 4.00 (more than 5%); bread 5%; coke's member price is above its
+    # price, so 5% of 2.50 = 0.125 -> 0.13.
+    assert discounts(engine.price(lines, [promotion(rule)], [], context())) == [400, 100, 13]
+    silver = engine.price(lines, [promotion(rule)], [], context(member_level="silver"))
+    assert discounts(silver) == [400, 0, 0]
+    bronze = engine.price(lines, [promotion(rule)], [], context(member_level="bronze"))
+    assert discounts(bronze) == [0, 0, 0]
+    assert bronze.rejected_promotions[0].reason == "member_level"
+
+
 def test_buy_n_get_m_frees_the_cheapest_units() -> None:
     rule = {"kind": "buy_n_get_m", "category_ids": [str(DRINKS)], "buy": 2, "get": 1}
     # Six drinks: two groups of three, the two cheapest units free (one coke, one tea).

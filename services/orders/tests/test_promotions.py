@@ -419,7 +419,7 @@ async def test_versions_and_stale_edits(h: Harness) -> None:
             {},
             "out_of_range",
         ),
-        ({"kind": "member_price", "level_percent_off_bp": {}}, {}, "too_short"),
+        ({"kind": "member_price", "level_percent_off_bp": {}}, {}, "member_terms_required"),
         ({"kind": "raffle"}, {}, "invalid"),
         (
             {"kind": "discount", "product_ids": ["PRODUCT"], "percent_off_bp": 10},

@@ -264,6 +264,23 @@ def _per_line(
     return result
 
 
+def _member_price(
+    rule: MemberPriceRule, lines: list[PricedLine], context: Context
+) -> tuple[dict[int, int], str | None]:
+    """Per line the larger of the member price's saving and the level's percentage."""
+    level = context.member_level
+    bp = rule.level_percent_off_bp.get(level) if level is not None else None
+    result: dict[int, int] = {}
+    for i, line in enumerate(lines):
+        off = _percent(line.net, bp, context.currency) if bp is not None else 0
+        member_price = rule.price_for(line.input.product_id, level)
+        if member_price is not None:
+            saving = max(line.input.unit_price - member_price.amount, 0) * line.input.quantity
+            off = max(off, saving)
+        result[i] = min(off, line.net)
+    return result, "member_level"
+
+
 def _full_reduction(
     rule: FullReductionRule, lines: list[PricedLine], currency: str
 ) -> tuple[dict[int, int], str | None]:
@@ -289,10 +306,7 @@ def _apply_promotion(
     if isinstance(rule, MemberPriceRule):
         if context.member_id is None:
             return {}, "member_required"
-        bp = rule.level_percent_off_bp.get(context.member_level or "")
-        if bp is None:
-            return {}, "member_level"
-        return _per_line(lines, currency, bp=bp, per_unit=None), None
+        return _member_price(rule, lines, context)
     if isinstance(rule, DiscountRule):
         per_unit = rule.amount_off.amount if rule.amount_off is not None else None
         return _per_line(lines, currency, bp=rule.percent_off_bp, per_unit=per_unit), None

@@ -142,13 +142,43 @@ class ComboRule(BaseModel):
 
 
 class MemberPriceRule(_Rule):
-    """A percentage off targeted lines by the member's level (from the members replica)."""
+    """Member prices and level discounts, by the member's level (from the members replica).
+
+    ``unit_prices``: a member's price per unit of a product, for members at one of ``levels``
+    (every member when absent). ``level_percent_off_bp``: a percentage off the targeted lines
+    by level. A line both could discount takes the larger discount."""
 
     kind: Literal["member_price"]
     level_percent_off_bp: Annotated[
         dict[Annotated[str, Field(min_length=1, max_length=50)], PercentBp],
-        Field(min_length=1, max_length=MAX_LEVELS),
-    ]
+        Field(max_length=MAX_LEVELS),
+    ] = {}
+    unit_prices: Annotated[dict[uuid.UUID, Money], Field(max_length=MAX_TARGETS)] = {}
+    levels: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=50)]],
+            Field(min_length=1, max_length=MAX_LEVELS),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _something(self) -> MemberPriceRule:
+        if not self.level_percent_off_bp and not self.unit_prices:
+            raise PydanticCustomError(
+                "member_terms_required", "give level_percent_off_bp or unit_prices"
+            )
+        for price in self.unit_prices.values():
+            if price.is_negative:
+                raise PydanticCustomError("negative_amount", "a member price is not negative")
+        if len({p.currency for p in self.unit_prices.values()}) > 1:
+            raise PydanticCustomError("currency_mismatch", "member prices share one currency")
+        return self
+
+    def price_for(self, product_id: uuid.UUID, level: str | None) -> Money | None:
+        if self.levels is not None and level not in self.levels:
+            return None
+        return self.unit_prices.get(product_id)
 
 
 class BuyNGetMRule(_Rule):
@@ -227,6 +257,8 @@ class PromotionIn(BaseModel):
             return {t.threshold.currency for t in rule.tiers}
         if isinstance(rule, ComboRule):
             return {rule.price.currency}
+        if isinstance(rule, MemberPriceRule):
+            return {p.currency for p in rule.unit_prices.values()}
         return set()
 
 
