@@ -1,7 +1,8 @@
 """Order logic: placement priced from the catalog replica and by the pricing engine with the
 store's promotions and the member's coupons (refusing unknown stores and members, future
-dates and amounts out of range; quoting runs the same without writing), the state machine, tenders and refunds from
-payments' events in any order (returned goods checked against the order), and kitchen tickets.
+dates and amounts out of range; quoting runs the same without writing), the state machine,
+tenders and refunds from payments' events in any order (returned goods checked against the
+order), and kitchen tickets.
 
 Every state change writes its ``orders.*`` event to the outbox in the same transaction.
 """
