@@ -15,6 +15,7 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "orders:write": "Take orders and payments at the till.",
         "orders:discount": "Apply manual discounts and price overrides.",
+        "promotions:write": "Create and change promotions for the stores within one's scope.",
         "refunds:approve": "Approve refunds and voids.",
         "inventory:adjust": "Receive stock, count and adjust inventory.",
         "catalog:manage": "Edit products, prices and categories.",

@@ -92,6 +92,8 @@ class Member(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     level: Mapped[str | None] = mapped_column(sa.Text)
     recorded_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    # The highest ``members.member.updated`` version applied; 0 while only created is known.
+    version: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
 
 class Order(Base):
@@ -146,6 +148,10 @@ class Order(Base):
     synced_at: Mapped[datetime | None] = mapped_column(TS)
     late: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     tax_total: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    # What the pricing engine was given (see ``orders.promotions.pricing``): recomputing from it
+    # gives back the stored discounts. Null for orders priced before promotions, and synced
+    # orders (the till priced those).
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB(none_as_null=True))
 
 
 class OrderLine(Base):
@@ -174,6 +180,10 @@ class OrderLine(Base):
     # The catalog's price when a till charged another one offline; flagged, never corrected.
     catalog_unit_price: Mapped[int | None] = mapped_column(sa.BigInteger)
     price_mismatch: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    # Which promotion, coupon or manual discount gave what of ``discount``.
+    adjustments: Mapped[list[dict[str, Any]]] = mapped_column(
+        pg.JSONB, server_default=sa.text("'[]'::jsonb")
+    )
 
 
 class Tender(Base):
@@ -308,3 +318,64 @@ class SyncBatch(Base):
     created: Mapped[int] = mapped_column(sa.Integer)
     already_synced: Mapped[int] = mapped_column(sa.Integer)
     rejected: Mapped[int] = mapped_column(sa.Integer)
+
+
+class Promotion(Base):
+    """A promotion's head: its current version and where it applies. ``store_ids`` null is
+    every store (only HQ may make such a promotion)."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (sa.Index("ix_promotions_listing", "merchant_id", "created_at", "id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    version_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    active: Mapped[bool] = mapped_column(sa.Boolean)
+    store_ids: Mapped[list[str] | None] = mapped_column(pg.JSONB(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class PromotionVersion(Base):
+    """One version of a promotion's definition, never changed: orders name the versions that
+    priced them."""
+
+    __tablename__ = "promotion_versions"
+    __table_args__ = (
+        sa.Index("uq_promotion_versions", "merchant_id", "promotion_id", "version", unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    promotion_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(pg.JSONB)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())
+
+
+class Coupon(Base):
+    """A member's coupon as members issued it (``terms``: the ``members.coupon.issued``
+    payload), and where its redemption stands here: ``available``, ``reserved`` by
+    ``order_id``, or ``redeemed``. ``sequence`` counts the redemption's steps, announced with
+    each ``orders.coupon.*`` event. A void that arrives before the issue leaves a row without
+    terms, so the late issue cannot make the coupon usable."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (sa.Index("ix_coupons_order", "merchant_id", "order_id"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    coupon_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(UUID)
+    terms: Mapped[dict[str, Any] | None] = mapped_column(pg.JSONB(none_as_null=True))
+    status: Mapped[str] = mapped_column(sa.Text, server_default="available")
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    store_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    discount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    sequence: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    voided_at: Mapped[datetime | None] = mapped_column(TS)
+    void_reason: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=sa.func.now())

@@ -27,6 +27,7 @@ _STORE_MANAGER_DEFAULT = frozenset(
     {
         "orders:write",
         "orders:discount",
+        "promotions:write",
         "refunds:approve",
         "inventory:adjust",
         "members:write",

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response, status
 from orders.models import Order
 from orders.order import service
 from orders.order.schemas import CancelIn, OrderCreate, OrderOut, OrderStatus, OrderSummary
+from orders.promotions.schemas import QuoteOut
 from orders.reports.filters import OrderFiltersDep
 from servicekit.auth import Principal, PrincipalDep, require, require_store_access, scoped
 from servicekit.errors import problem_responses
@@ -43,11 +44,26 @@ async def place_order(
     the member must be known to orders for the caller's merchant (422 ``unknown_store``,
     ``unknown_member``); ``occurred_at`` may be at most five minutes ahead (422
     ``occurred_in_future``).
+
+    Promotions running in the store are applied; each of ``coupon_ids`` must apply and is
+    held by the order (422 ``coupon_not_found`` for a coupon unknown here,
+    ``coupon_not_applicable`` with the reason per coupon; 409 ``coupon_unavailable`` when
+    another order holds it, it was used or withdrawn).
     """
     order, created = await service.place_order(session, principal, body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return order
+
+
+@router.post("/quote", responses=problem_responses(403, 404, 422, 423))
+async def quote_order(body: OrderCreate, principal: OrderWriter, session: SessionDep) -> QuoteOut:
+    """What placing this order would cost, without placing it (``orders:write``): totals,
+    what each promotion and coupon took off each line, and the promotions and coupons that
+    did not apply with the reason. The body is the one ``POST /v1/orders`` takes; nothing is
+    written and no coupon is held, so the answer may differ from the placement when a coupon
+    is taken meanwhile."""
+    return await service.quote(session, principal, body)
 
 
 @router.get("")

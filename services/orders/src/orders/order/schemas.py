@@ -34,6 +34,7 @@ MAX_MODIFIER_LENGTH = 30
 MAX_TABLE_LENGTH = 32
 MAX_QUANTITY = 100_000
 MAX_TILL_LENGTH = 64
+MAX_COUPONS = 5
 
 # Notes, modifiers and table labels are printed on kitchen tickets and receipts: a control
 # character there would reach an ESC/POS printer as a command (cut, open the cash drawer).
@@ -123,12 +124,32 @@ class OrderCreate(BaseModel):
     shift_id: uuid.UUID | None = Field(
         default=None, description="The shift the order was taken in (overrides the till's)."
     )
+    coupon_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_COUPONS)] | None = (
+        Field(default=None, description="The member's coupons to redeem on this order.")
+    )
+
+    @field_validator("coupon_ids")
+    @classmethod
+    def _distinct_coupons(cls, value: list[uuid.UUID] | None) -> list[uuid.UUID] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise PydanticCustomError("duplicate_coupon", "a coupon is named twice")
+        return value
 
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class AdjustmentOut(BaseModel):
+    """What one promotion, coupon or manual discount took off a line."""
+
+    source: Literal["manual", "promotion", "coupon"]
+    id: uuid.UUID | None = Field(description="The promotion's or coupon's id.")
+    version_id: uuid.UUID | None = Field(description="The promotion version that priced it.")
+    name: str
+    amount: Money
 
 
 class LineOut(BaseModel):
@@ -149,6 +170,9 @@ class LineOut(BaseModel):
         description="The catalog's price when the till charged another one (offline)."
     )
     price_mismatch: bool
+    adjustments: list[AdjustmentOut] = Field(
+        default=[], description="What each promotion, coupon or manual discount took off."
+    )
 
 
 class TaxOut(BaseModel):

@@ -1,6 +1,8 @@
-"""Order logic: placement priced from the catalog replica (refusing unknown stores and
-members, future dates and amounts out of range), the state machine, tenders and refunds from
-payments' events in any order (returned goods checked against the order), and kitchen tickets.
+"""Order logic: placement priced from the catalog replica and by the pricing engine with the
+store's promotions and the member's coupons (refusing unknown stores and members, future
+dates and amounts out of range; quoting runs the same without writing), the state machine,
+tenders and refunds from payments' events in any order (returned goods checked against the
+order), and kitchen tickets.
 
 Every state change writes its ``orders.*`` event to the outbox in the same transaction.
 """
@@ -11,7 +13,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +37,7 @@ from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
 from orders.catalog.handlers import PRICE_ONLY_STATUS
+from orders.coupons import service as coupons
 from orders.models import (
     CatalogProduct,
     CatalogStorePrice,
@@ -53,6 +56,7 @@ from orders.numbering.service import (
     take_numbers,
 )
 from orders.order.schemas import (
+    AdjustmentOut,
     LineIn,
     LineOut,
     OrderCreate,
@@ -64,6 +68,16 @@ from orders.order.schemas import (
     TenderOut,
 )
 from orders.order.tax import line_tax, tax_by_rate
+from orders.promotions import engine, pricing
+from orders.promotions import service as promotions
+from orders.promotions.schemas import (
+    AppliedCouponOut,
+    AppliedPromotionOut,
+    QuoteLineOut,
+    QuoteOut,
+    RejectedCouponOut,
+    RejectedPromotionOut,
+)
 from orders.shifts.service import shift_for_order
 from servicekit.auth import Principal, require_store_access
 from servicekit.errors import (
@@ -300,6 +314,7 @@ def _order_out(
                     else _money(order, line.catalog_unit_price)
                 ),
                 price_mismatch=line.price_mismatch,
+                adjustments=[AdjustmentOut.model_validate(a) for a in line.adjustments],
             )
             for line in lines
         ],
@@ -340,7 +355,7 @@ def _order_out(
 
 #: Request fields added after orders were first stored: left out of the digest while unset, so
 #: an order stored before them still matches its resend.
-_LATER_FIELDS = ("till_id", "shift_id")
+_LATER_FIELDS = ("till_id", "shift_id", "coupon_ids")
 
 
 def request_hash(body: BaseModel) -> str:
@@ -387,6 +402,10 @@ class _Priced:
     unit_price: Money
     overridden: bool
     discount: Money
+    #: Where the unit price came from (``store``, ``hq`` or ``override``) and its version.
+    price_source: str = "hq"
+    price_version: int | None = None
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def gross(self) -> Money:
@@ -454,10 +473,15 @@ async def _price_lines(
     errors: list[FieldError] = []
     for i, (line, product) in enumerate(zip(body.lines, products, strict=True)):
         own = store_prices.get(product.product_id)
+        source_version: int | None
         if own is not None and own.price is not None and own.currency is not None:
             catalog_price = Money.of(own.price, own.currency)
+            source, source_version = "store", own.version
         else:
             catalog_price = Money.of(product.price, product.currency)
+            source, source_version = "hq", product.price_version
+        if line.unit_price is not None:
+            source, source_version = "override", None
         unit_price = line.unit_price or catalog_price
         if unit_price.currency != catalog_price.currency:
             errors.append(
@@ -481,7 +505,15 @@ async def _price_lines(
             )
             continue
         discount = line.discount or Money.zero(unit_price.currency)
-        item = _Priced(line, product, unit_price, line.unit_price is not None, discount)
+        item = _Priced(
+            line,
+            product,
+            unit_price,
+            line.unit_price is not None,
+            discount,
+            source,
+            source_version,
+        )
         if discount.currency != unit_price.currency:
             errors.append(
                 FieldError(f"lines[{i}].discount", "currency_mismatch", "wrong currency.")
@@ -519,15 +551,11 @@ async def _price_lines(
 
 async def _check_member(
     session: AsyncSession, merchant_id: uuid.UUID, member_id: uuid.UUID | None
-) -> None:
+) -> Member | None:
     if member_id is None:
-        return
-    known = await session.scalar(
-        sa.select(sa.literal(True)).where(
-            Member.merchant_id == merchant_id, Member.member_id == member_id
-        )
-    )
-    if not known:
+        return None
+    known = await session.get(Member, (merchant_id, member_id))
+    if known is None:
         # Refused rather than kept: the points of an order for a member nobody knows would be
         # lost without a word. A member created a moment ago may not have reached us yet,
         # hence transient: the till's retry runs again instead of replaying this answer.
@@ -538,6 +566,7 @@ async def _check_member(
                 code="unknown_member",
             )
         )
+    return known
 
 
 def _check_occurred_at(body: OrderCreate, now: datetime) -> None:
@@ -555,6 +584,209 @@ def _check_occurred_at(body: OrderCreate, now: datetime) -> None:
         )
 
 
+@dataclass
+class _Promoted:
+    """The engine's result for a request, what to store to price it again, and the coupons
+    it named that the replica does not know or knows only as voided."""
+
+    result: engine.Result
+    inputs: dict[str, Any]
+    unknown_coupons: list[uuid.UUID]
+    voided_coupons: list[uuid.UUID]
+
+
+#: Reasons a coupon is refused that come from its redemption state, not from the order.
+_HELD_REASONS = frozenset({"coupon_unavailable", "coupon_used", "coupon_voided"})
+
+
+async def _promote(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    body: OrderCreate,
+    store: Store | None,
+    member: Member | None,
+    priced: list[_Priced],
+) -> _Promoted:
+    """Run the pricing engine over the priced lines with the store's promotions and the
+    named coupons; each line's discount becomes what the engine gave it."""
+    currency = priced[0].unit_price.currency
+    context = engine.Context(
+        currency=currency,
+        store_id=body.store_id,
+        local_time=body.occurred_at.astimezone(store_zone(store)).replace(tzinfo=None),
+        moment=body.occurred_at,
+        member_id=body.member_id,
+        member_level=member.level if member is not None else None,
+    )
+    inputs = [
+        pricing.PricedInput(
+            engine.LineInput(
+                product_id=p.product.product_id,
+                category_id=p.product.category_id,
+                quantity=p.line.quantity,
+                unit_price=p.unit_price.amount,
+                manual_discount=p.discount.amount,
+                manual=p.overridden or p.line.discount is not None,
+            ),
+            p.price_source,
+            p.price_version,
+        )
+        for p in priced
+    ]
+    running = await promotions.current_for_store(session, merchant_id, body.store_id)
+    coupon_ids = body.coupon_ids or []
+    loaded = await coupons.load_inputs(session, merchant_id, coupon_ids)
+    result = engine.price([i.line for i in inputs], running, loaded.inputs, context)
+    for item, line in zip(priced, result.lines, strict=True):
+        item.discount = Money.of(line.discount, currency)
+        item.adjustments = [
+            AdjustmentOut(
+                source=a.source,
+                id=a.id,
+                version_id=a.version_id,
+                name=a.name,
+                amount=Money.of(a.amount, currency),
+            ).model_dump(mode="json")
+            for a in line.adjustments
+        ]
+    if result.total <= 0:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "lines",
+                    "total_not_positive",
+                    "the order's total after discounts must be above zero.",
+                )
+            ]
+        )
+    return _Promoted(
+        result,
+        pricing.inputs_json(inputs, context, running, coupon_ids),
+        loaded.unknown,
+        loaded.voided,
+    )
+
+
+def _refuse_coupons(promoted: _Promoted, coupon_ids: list[uuid.UUID]) -> None:
+    """Placing an order redeems every coupon it names or none: unknown, held elsewhere, used
+    and inapplicable coupons are refused with the reason."""
+    position = {coupon_id: i for i, coupon_id in enumerate(coupon_ids)}
+    if promoted.unknown_coupons:
+        # Issued a moment ago, perhaps: the retry runs again instead of replaying this.
+        raise _transient(
+            ValidationFailed(
+                [
+                    FieldError(f"coupon_ids[{position[c]}]", "coupon_not_found", "No such coupon.")
+                    for c in promoted.unknown_coupons
+                ],
+                "No such coupon for this merchant.",
+                code="coupon_not_found",
+            )
+        )
+    rejected = [(c, "coupon_voided") for c in promoted.voided_coupons] + [
+        (r.id, r.reason) for r in promoted.result.rejected_coupons
+    ]
+    held = [(c, reason) for c, reason in rejected if reason in _HELD_REASONS]
+    if held:
+        raise Conflict(
+            "A coupon is held by another order, used or withdrawn.",
+            code="coupon_unavailable",
+            coupons=[{"coupon_id": str(c), "reason": reason} for c, reason in held],
+        )
+    if rejected:
+        raise ValidationFailed(
+            [
+                FieldError(f"coupon_ids[{position[c]}]", reason, "The coupon does not apply.")
+                for c, reason in rejected
+            ],
+            "A coupon does not apply to this order.",
+            code="coupon_not_applicable",
+        )
+
+
+async def _prepare(
+    session: AsyncSession, principal: Principal, body: OrderCreate, now: datetime
+) -> tuple[Store | None, list[_Priced], _Promoted]:
+    """What quoting and placing share: the checks, the catalog's prices and the engine."""
+    adjusted = any(line.discount is not None or line.unit_price is not None for line in body.lines)
+    if adjusted and not principal.has(DISCOUNT_SCOPE):
+        raise Forbidden(
+            "Discounts and price overrides require the 'orders:discount' permission.",
+            missing_permission=DISCOUNT_SCOPE,
+        )
+    _check_occurred_at(body, now)
+    store = await ensure_store_writable(
+        session, principal.merchant_id, body.store_id, must_be_known=True
+    )
+    member = await _check_member(session, principal.merchant_id, body.member_id)
+    priced = await _price_lines(session, principal.merchant_id, body)
+    promoted = await _promote(session, principal.merchant_id, body, store, member, priced)
+    return store, priced, promoted
+
+
+async def quote(session: AsyncSession, principal: Principal, body: OrderCreate) -> QuoteOut:
+    """What the order would cost, without writing anything. Coupons that would be refused
+    when placing are listed with the reason (``coupon_not_found`` among them)."""
+    require_store_access(principal, body.store_id)
+    _, priced, promoted = await _prepare(session, principal, body, datetime.now(UTC))
+    result = promoted.result
+    currency = result.currency
+
+    def money(amount: int) -> Money:
+        return Money.of(amount, currency)
+
+    taxes = [line_tax((p.gross - p.discount).amount, p.product.tax_rate_bps) for p in priced]
+    return QuoteOut(
+        store_id=body.store_id,
+        member_id=body.member_id,
+        subtotal=money(result.subtotal),
+        discount_total=money(result.discount_total),
+        total=money(result.total),
+        tax_total=money(sum(taxes)),
+        lines=[
+            QuoteLineOut(
+                product_id=p.product.product_id,
+                name=p.product.name,
+                quantity=p.line.quantity,
+                unit_price=p.unit_price,
+                subtotal=p.gross,
+                discount=p.discount,
+                total=p.gross - p.discount,
+                tax=money(tax),
+                adjustments=[AdjustmentOut.model_validate(a) for a in p.adjustments],
+            )
+            for p, tax in zip(priced, taxes, strict=True)
+        ],
+        promotions=[
+            AppliedPromotionOut(
+                promotion_id=a.promotion_id,
+                version_id=a.version_id,
+                name=a.name,
+                kind=a.kind,
+                amount=money(a.amount),
+            )
+            for a in result.promotions
+        ],
+        rejected_promotions=[
+            RejectedPromotionOut(
+                promotion_id=r.id, version_id=r.version_id or r.id, name=r.name, reason=r.reason
+            )
+            for r in result.rejected_promotions
+            if r.reason != "other_store"
+        ],
+        coupons=[
+            AppliedCouponOut(coupon_id=c, amount=money(amount))
+            for c, amount in result.coupons.items()
+        ],
+        rejected_coupons=[
+            RejectedCouponOut(coupon_id=c, reason="coupon_not_found")
+            for c in promoted.unknown_coupons
+        ]
+        + [RejectedCouponOut(coupon_id=c, reason="coupon_voided") for c in promoted.voided_coupons]
+        + [RejectedCouponOut(coupon_id=r.id, reason=r.reason) for r in result.rejected_coupons],
+    )
+
+
 async def place_order(
     session: AsyncSession, principal: Principal, body: OrderCreate
 ) -> tuple[OrderOut, bool]:
@@ -565,18 +797,9 @@ async def place_order(
     existing = await load(session, principal.merchant_id, body.id)
     if existing is not None:
         return await _existing(session, principal, existing, digest), False
-    adjusted = any(line.discount is not None or line.unit_price is not None for line in body.lines)
-    if adjusted and not principal.has(DISCOUNT_SCOPE):
-        raise Forbidden(
-            "Discounts and price overrides require the 'orders:discount' permission.",
-            missing_permission=DISCOUNT_SCOPE,
-        )
     now = datetime.now(UTC)
-    _check_occurred_at(body, now)
-    store = await ensure_store_writable(
-        session, principal.merchant_id, body.store_id, must_be_known=True
-    )
-    await _check_member(session, principal.merchant_id, body.member_id)
+    store, priced, promoted = await _prepare(session, principal, body, now)
+    _refuse_coupons(promoted, body.coupon_ids or [])
     shift = await shift_for_order(
         session,
         principal.merchant_id,
@@ -585,7 +808,6 @@ async def place_order(
         shift_id=body.shift_id,
         occurred_at=None,
     )
-    priced = await _price_lines(session, principal.merchant_id, body)
     currency = priced[0].unit_price.currency
     subtotal = Money.total((p.gross for p in priced), currency)
     discount_total = Money.total((p.discount for p in priced), currency)
@@ -621,6 +843,7 @@ async def place_order(
             cashier_id=principal.subject,
             source="online",
             tax_total=sum(taxes),
+            pricing=promoted.inputs,
         )
         .on_conflict_do_nothing(index_elements=[Order.merchant_id, Order.id])
         # The row as inserted, server defaults included, becomes the session's Order: no
@@ -654,11 +877,17 @@ async def place_order(
             tax=tax,
             catalog_unit_price=None,
             price_mismatch=False,
+            adjustments=p.adjustments,
         )
         for i, (p, tax) in enumerate(zip(priced, taxes, strict=True))
     ]
     session.add_all(lines)
     await session.flush()
+    if promoted.result.coupons:
+        # The engine applies a coupon only to an order of the member holding it.
+        assert body.member_id is not None
+        for coupon_id, amount in promoted.result.coupons.items():
+            await coupons.reserve(session, order, coupon_id, body.member_id, amount)
     payload_lines = [_line_payload(order, line) for line in lines]
     await _emit(
         session,
@@ -771,6 +1000,7 @@ async def cancel(
     transition(order, "cancelled")
     order.cancelled_at = datetime.now(UTC)
     order.cancel_reason = reason
+    await coupons.release_for_order(session, order, "cancelled")
     await _emit(
         session,
         order,
@@ -867,6 +1097,7 @@ async def settle(
             causation_id=causation_id,
             correlation_id=correlation_id,
         )
+        await coupons.redeem_for_order(session, order)
     if unannounced:
         await announce_refunds(
             session, order, causation_id=causation_id, correlation_id=correlation_id
@@ -966,6 +1197,8 @@ async def announce_refunds(
         target = "refunded" if fully else "partially_refunded"
         if order.status != "refunded":
             transition(order, target)
+            if target == "refunded":
+                await coupons.release_for_order(session, order, "refunded")
         await _emit(
             session,
             order,

@@ -1,0 +1,1 @@
+"""The coupon replica and the redemption of coupons by orders."""
