@@ -17,9 +17,9 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.events.inventory import ProductUpdated
 from contracts.ids import new_id
 from contracts.money import Money
-from contracts.events.inventory import ProductUpdated
 from inventory.catalog.service import (
     emit,
     pack_quantity,

@@ -34,6 +34,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
+from orders.catalog.costs import current_cost
 from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.models import (
     CatalogProduct,
@@ -654,6 +655,7 @@ async def place_order(
             tax=tax,
             catalog_unit_price=None,
             price_mismatch=False,
+            unit_cost=current_cost(p.product, currency),
         )
         for i, (p, tax) in enumerate(zip(priced, taxes, strict=True))
     ]

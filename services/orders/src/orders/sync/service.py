@@ -11,6 +11,9 @@ already holds; a second batch carrying the same orders waits for the first to co
 finds them (``already_synced``). Numbers are taken per store and business day after the order
 locks, days in ascending order, for the same reason.
 
+Each line freezes the product's cost in force when the till sold it, as best the replica knows
+it (``orders.catalog.costs``).
+
 Offline tenders and refunds are recorded on the order as it is written (so the order is paid,
 or refunded, at once) and announced to payments (``orders.order.offline_tendered`` and
 ``orders.order.offline_refunded``), which records them under the same ids; its own
@@ -44,6 +47,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
+from orders.catalog.costs import CostHistory, cost_history
 from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.models import (
     CatalogProduct,
@@ -153,6 +157,7 @@ class _Context:
     named_shifts: dict[uuid.UUID, Shift]
     taken_payment_ids: set[uuid.UUID]
     taken_refund_ids: set[uuid.UUID]
+    costs: CostHistory
 
 
 @dataclass
@@ -270,6 +275,7 @@ def _prepare(ctx: _Context, index: int, body: SyncOrder) -> _Prepared:
                 "tax": tax,
                 "catalog_unit_price": catalog.amount if mismatch else None,
                 "price_mismatch": mismatch,
+                "unit_cost": ctx.costs.at(product.product_id, body.occurred_at, price.currency),
             }
         )
     if errors:
@@ -671,6 +677,7 @@ async def _context(
         named_shifts=named_shifts,
         taken_payment_ids=taken_payments,
         taken_refund_ids=taken_refunds,
+        costs=await cost_history(session, merchant_id, product_ids),
     )
 
 
