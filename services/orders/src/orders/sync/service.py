@@ -26,7 +26,8 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -100,6 +101,20 @@ _LOCK_KEYS = sa.text(
     "'order:' || CAST(:merchant AS text) || ':' || CAST(k.id AS text), 0))) "
     "FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS k(id, n)"
 )
+
+
+def _bulk_insert(table: sa.Table, key: sa.Column[Any]) -> sa.Insert:
+    """A Core INSERT for many rows at once. With RETURNING, SQLAlchemy sends the rows as a
+    few multi-row ``INSERT ... VALUES`` statements (insertmanyvalues) instead of one execution
+    per row, and the statement is compiled once whatever the batch size; the ORM's bulk path
+    would also build its own bookkeeping per row."""
+    return sa.insert(table).returning(key)
+
+
+_INSERT_ORDERS = _bulk_insert(Order.__table__, Order.__table__.c.id)  # type: ignore[arg-type]
+_INSERT_LINES = _bulk_insert(OrderLine.__table__, OrderLine.__table__.c.id)  # type: ignore[arg-type]
+_INSERT_TENDERS = _bulk_insert(Tender.__table__, Tender.__table__.c.payment_id)  # type: ignore[arg-type]
+_INSERT_REFUNDS = _bulk_insert(Refund.__table__, Refund.__table__.c.refund_id)  # type: ignore[arg-type]
 
 
 class _Rejected(Exception):
@@ -681,13 +696,14 @@ async def _context(
     )
 
 
-def _envelope(order: dict[str, Any], payload: BaseModel) -> EventEnvelope:
+def _envelope(order: dict[str, Any], payload: BaseModel, now: datetime) -> EventEnvelope:
     return make_envelope(
         payload,
         producer=PRODUCER,
         aggregate_id=order["id"],
         merchant_id=order["merchant_id"],
         store_id=order["store_id"],
+        occurred_at=now,
     )
 
 
@@ -790,7 +806,8 @@ async def sync_batch(session: AsyncSession, principal: Principal, body: SyncBatc
             index=item.index,
             order_id=item.body.id,
             status="created",
-            order=summary_out(Order(**item.order)),
+            # The row as written, read as an order: no ORM instance (and its state) per order.
+            order=summary_out(cast(Order, SimpleNamespace(**item.order))),
             price_mismatches=item.mismatches,
         )
     ordered = [results[i] for i in range(len(body.orders))]
@@ -833,15 +850,15 @@ async def _write(
     events: list[EventEnvelope] = []
     for item in prepared:
         _settle(item, now)
-        events.extend(_envelope(item.order, payload) for payload in item.events)
-    await session.execute(sa.insert(Order), [p.order for p in prepared])
-    await session.execute(sa.insert(OrderLine), [line for p in prepared for line in p.lines])
+        events.extend(_envelope(item.order, payload, now) for payload in item.events)
+    await session.execute(_INSERT_ORDERS, [p.order for p in prepared])
+    await session.execute(_INSERT_LINES, [line for p in prepared for line in p.lines])
     tenders = [t for p in prepared for t in p.tenders]
     if tenders:
-        await session.execute(sa.insert(Tender), tenders)
+        await session.execute(_INSERT_TENDERS, tenders)
     refunds = [r for p in prepared for r in p.refunds]
     if refunds:
-        await session.execute(sa.insert(Refund), refunds)
+        await session.execute(_INSERT_REFUNDS, refunds)
     await add_events(session, events)
 
 
