@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from servicekit.auth import Role
 from servicekit.testing.tokens import bearer_headers
 
@@ -152,6 +154,70 @@ async def test_an_order_received_in_two_deliveries_updates_stock_and_average_cos
     closed = await harness.client.post(url, json=body, headers=harness.keyed(merchant))
     assert closed.status_code == 409
     assert closed.json()["code"] == "purchase_order_received"
+
+
+async def test_a_receipt_announces_the_new_average_cost_and_a_retry_does_not(
+    harness: Harness,
+) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.store(merchant)
+    product = await harness.product(merchant, cost=_cny(500))
+    pid = product["id"]
+    created = await harness.wait_events("inventory.product.created", merchant, 1)
+    assert created[0].payload["cost"] == _cny(500)
+    seed = await harness.client.post(
+        f"/v1/stores/{store}/stock-in",
+        json={"occurred_at": T0, "lines": [{"product_id": pid, "quantity": 10}]},
+        headers=harness.keyed(merchant),
+    )
+    assert seed.status_code == 201
+    vendor = await supplier(harness, merchant)
+    order = await purchase_order(
+        harness,
+        merchant,
+        store,
+        {
+            "supplier_id": vendor["id"],
+            "lines": [
+                {"product_id": pid, "quantity": 20, "unit_cost": _cny(400)},
+            ],
+        },
+    )
+    order = await send(harness, merchant, order)
+    url = f"/v1/stores/{store}/purchase-orders/{order['id']}/receipts"
+    body = {"occurred_at": T1, "lines": [{"product_id": pid, "quantity": 10}]}
+    headers = harness.keyed(merchant)
+    first = await harness.client.post(url, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = await harness.client.post(url, json=body, headers=headers)
+    assert again.json() == first.json()
+    # (10 x 5.00 + 10 x 4.00) / 20 = 4.50, announced with a new version of the product.
+    [updated] = await harness.wait_events("inventory.product.updated", merchant, 1)
+    assert updated.payload["cost"] == _cny(450)
+    assert updated.payload["version"] == product["version"] + 1
+    read = await harness.client.get(f"/v1/products/{pid}", headers=harness.auth(merchant))
+    assert read.json()["version"] == updated.payload["version"]
+    # The rest at the same average cost changes no cost, so nothing is announced.
+    same = await harness.client.post(
+        url,
+        json={
+            "occurred_at": T1,
+            "lines": [{"product_id": pid, "quantity": 10, "unit_cost": _cny(450)}],
+        },
+        headers=harness.keyed(merchant),
+    )
+    assert same.status_code == 201, same.text
+    assert same.json()["lines"][0]["new_average_cost"] == _cny(450)
+    # Read from the outbox, written in the receipt's transaction: nothing waits on the relay.
+    async with harness.database.transaction() as session:
+        written = await session.scalar(
+            sa.text(
+                "SELECT count(*) FROM outbox WHERE type = 'inventory.product.updated' "
+                "AND aggregateid = :pid"
+            ),
+            {"pid": pid},
+        )
+    assert written == 1
 
 
 async def test_concurrent_receipts_both_count(harness: Harness) -> None:

@@ -8,6 +8,7 @@ and formatting are done with integer arithmetic only.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -119,6 +120,10 @@ class Money(BaseModel):
     @classmethod
     def of(cls, amount: int, currency: str) -> Money:
         """``Money.of(1250, "CNY")`` is CNY 12.50."""
+        if type(amount) is int and type(currency) is str:
+            # Money is immutable: the same amount is the same value, validated once. Exact
+            # types only, so that 1.0 or True (equal to 1 as keys) are still refused.
+            return _validated(cls, amount, currency)
         return cls(amount=amount, currency=currency)
 
     @classmethod
@@ -289,3 +294,10 @@ class Money(BaseModel):
         if 2 * remainder >= _BPS_PER_UNIT:
             quotient += 1
         return self._with(-quotient if self.amount < 0 else quotient)
+
+
+@functools.lru_cache(maxsize=8192)
+def _validated(cls: type[Money], amount: int, currency: str) -> Money:
+    # Building a Money runs its validators in Python (integer check, known currency): most of
+    # the cost of the many amounts an order's events carry, which repeat a few prices.
+    return cls(amount=amount, currency=currency)

@@ -66,10 +66,16 @@ async def add_event(
     await session.execute(sa.insert(outbox_table).values(outbox_row(event, topic=topic)))
 
 
+#: RETURNING makes SQLAlchemy send many rows as a few multi-row ``INSERT ... VALUES``
+#: (insertmanyvalues) rather than one execution per row: far fewer statements for PostgreSQL
+#: (and one firing of the outbox's wake-up trigger per statement, not per row).
+_INSERT_MANY = sa.insert(outbox_table).returning(outbox_table.c.seq)
+
+
 async def add_events(session: AsyncSession, events: list[EventEnvelope]) -> None:
     """Record several events with one statement, in the given order."""
     if events:
         # One span, one trace context: injecting it once per row costs more than the row.
         headers = _trace_headers()
         rows = [outbox_row(e, headers=dict(headers)) for e in events]
-        await session.execute(sa.insert(outbox_table), rows)
+        await session.execute(_INSERT_MANY, rows)

@@ -52,6 +52,22 @@ class CatalogProduct(Base):
     is_tobacco: Mapped[bool] = mapped_column(sa.Boolean)
     status: Mapped[str] = mapped_column(sa.Text)
     kitchen_station: Mapped[str | None] = mapped_column(sa.Text)
+    # Inventory's cost per single in ``currency`` as of ``version``; null while unknown.
+    cost: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class CatalogCost(Base):
+    """A product's cost from each version of its snapshot, from when inventory announced it:
+    an order synced late takes the cost that was in force when the till sold it."""
+
+    __tablename__ = "catalog_costs"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    effective_at: Mapped[datetime] = mapped_column(TS)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    cost: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class CatalogStorePrice(Base):
@@ -184,6 +200,9 @@ class OrderLine(Base):
     adjustments: Mapped[list[dict[str, Any]]] = mapped_column(
         pg.JSONB, server_default=sa.text("'[]'::jsonb")
     )
+    # The product's cost per single when it was sold, frozen so that a later cost leaves the
+    # margin of past sales alone; null when the cost was not known.
+    unit_cost: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class Tender(Base):

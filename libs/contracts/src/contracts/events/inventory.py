@@ -33,6 +33,10 @@ class ProductSnapshot(EventPayload):
     barcodes: list[str] = Field(default_factory=list)
     #: The tobacco bureau's code of a tobacco product.
     tobacco_code: str | None = None
+    #: The product's cost per single, in ``price``'s currency: the catalog's cost price, which
+    #: each purchase receipt moves to the moving average of the stock on hand. Null while
+    #: unknown (and from producers that predate it).
+    cost: Money | None = None
 
 
 @event(type="inventory.product.created", version=1)

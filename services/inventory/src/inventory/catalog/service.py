@@ -84,6 +84,7 @@ def snapshot(product: Product) -> dict[str, Any]:
         "kitchen_station": product.kitchen_station,
         "barcodes": [b.barcode for b in all_barcodes(product) if b.pack_unit is None],
         "tobacco_code": product.tobacco_code,
+        "cost": Money.of(product.cost, product.currency) if product.cost is not None else None,
     }
 
 

@@ -17,9 +17,16 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.events.inventory import ProductUpdated
 from contracts.ids import new_id
 from contracts.money import Money
-from inventory.catalog.service import pack_quantity, require_merchant_wide, sees_cost
+from inventory.catalog.service import (
+    emit,
+    pack_quantity,
+    require_merchant_wide,
+    sees_cost,
+    snapshot,
+)
 from inventory.models import (
     Product,
     PurchaseOrder,
@@ -545,9 +552,13 @@ async def receive(
         # Several lines of one product at different costs average into one unit cost.
         unit_cost = (2 * cost_total + quantity) // (2 * quantity)
         if product.currency == order.currency:
-            product.cost = moving_average(
-                product.cost, on_hand.get(product_id, 0), quantity, unit_cost
-            )
+            average = moving_average(product.cost, on_hand.get(product_id, 0), quantity, unit_cost)
+            if average != product.cost:
+                # A new cost is a change of the product: orders freezes it on the lines it sells.
+                product.cost = average
+                product.version += 1
+                product.updated_at = datetime.now(UTC)
+                await emit(session, product, ProductUpdated(**snapshot(product)))
         line.received += quantity
         stored.append({"product_id": str(product_id), "quantity": quantity, "unit_cost": unit_cost})
         out_lines.append(

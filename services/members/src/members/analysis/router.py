@@ -49,7 +49,7 @@ async def analysis(
     scope = service.Scope.of(principal, store_id, currency)
     figures = await service.figures(session, scope, business_day_from, business_day_to)
     return AnalysisOut.of(
-        figures, scope, day_from=business_day_from, day_to=business_day_to, store_id=store_id
+        figures, scope, day_from=business_day_from, day_to=business_day_to
     )
 
 
@@ -74,7 +74,6 @@ async def rfm_summary(
     segments: tuple[Segment, ...] = get_args(Segment)
     return RfmSummaryOut(
         as_of=day,
-        store_id=store_id,
         currency=currency,
         cut_points=RfmCutsOut(
             recency_days=list(DEFAULT_CUTS.recency_days),
@@ -118,7 +117,6 @@ async def member_analysis(
         member_id=member.id,
         business_day_from=business_day_from,
         business_day_to=business_day_to,
-        store_id=store_id,
         currency=currency,
         visits=everyone.visits,
         spend=scope.money(everyone.spend),

@@ -60,7 +60,6 @@ class RfmOut(BaseModel):
 class AnalysisOut(BaseModel):
     business_day_from: date
     business_day_to: date
-    store_id: uuid.UUID | None
     currency: str
     members: int = Field(description="Members with at least one visit in the period.")
     visits: int
@@ -81,13 +80,11 @@ class AnalysisOut(BaseModel):
         *,
         day_from: date,
         day_to: date,
-        store_id: uuid.UUID | None,
     ) -> AnalysisOut:
         everyone = figures.everyone
         return cls(
             business_day_from=day_from,
             business_day_to=day_to,
-            store_id=store_id,
             currency=scope.currency,
             members=everyone.members,
             visits=everyone.visits,
@@ -106,7 +103,6 @@ class MemberAnalysisOut(BaseModel):
     member_id: uuid.UUID
     business_day_from: date
     business_day_to: date
-    store_id: uuid.UUID | None
     currency: str
     visits: int
     spend: Money
@@ -133,7 +129,6 @@ class RfmCutsOut(BaseModel):
 
 class RfmSummaryOut(BaseModel):
     as_of: date
-    store_id: uuid.UUID | None
     currency: str
     cut_points: RfmCutsOut
     members: int = Field(description="Members with a visit on or before as_of.")

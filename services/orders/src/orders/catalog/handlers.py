@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
 from contracts.events.inventory import ProductPriceChanged, ProductSnapshot
-from orders.models import CatalogProduct, CatalogStorePrice
+from orders.models import CatalogCost, CatalogProduct, CatalogStorePrice
 from servicekit.consumer import HandlerRegistry, PoisonMessage
 
 handlers = HandlerRegistry()
@@ -35,6 +35,7 @@ _DESCRIPTIVE = (
     "is_tobacco",
     "status",
     "kitchen_station",
+    "cost",
 )
 
 
@@ -54,6 +55,11 @@ def _newer(column: str, version_column: str, excluded: Any) -> Any:
 
 async def _apply_snapshot(session: AsyncSession, envelope: EventEnvelope) -> None:
     snapshot = ProductSnapshot.model_validate(envelope.payload)
+    # A cost in another currency than the price cannot be set against the product's sales.
+    cost = snapshot.cost
+    known_cost = (
+        cost.amount if cost is not None and cost.currency == snapshot.price.currency else None
+    )
     values = {
         "merchant_id": merchant_of(envelope),
         "product_id": snapshot.product_id,
@@ -70,7 +76,22 @@ async def _apply_snapshot(session: AsyncSession, envelope: EventEnvelope) -> Non
         "is_tobacco": snapshot.is_tobacco,
         "status": snapshot.status,
         "kitchen_station": snapshot.kitchen_station,
+        "cost": known_cost,
     }
+    # Every version's cost is kept with the time it was announced, whatever order the events
+    # arrive in: an offline order synced later looks up the cost in force when it was sold.
+    await session.execute(
+        pg.insert(CatalogCost)
+        .values(
+            merchant_id=values["merchant_id"],
+            product_id=snapshot.product_id,
+            version=snapshot.version,
+            effective_at=envelope.occurred_at,
+            currency=snapshot.price.currency,
+            cost=known_cost,
+        )
+        .on_conflict_do_nothing()
+    )
     stmt = pg.insert(CatalogProduct).values(values)
     excluded = stmt.excluded
     # The descriptive part follows ``version``, the price part ``price_version``: a newer HQ

@@ -53,6 +53,11 @@ def _rate(bps: int | None) -> Decimal:
     return Decimal(bps or 0) / 100
 
 
+def _percent(bps: int | None) -> Decimal | None:
+    """A margin in basis points as a percentage, blank when not known or not shown."""
+    return None if bps is None else Decimal(bps) / 100
+
+
 async def _order_line_rows(database: Database, scope: Scope) -> AsyncIterator[Sequence[Any]]:
     stmt = (
         sa.select(Order, OrderLine)
@@ -129,6 +134,11 @@ def report_sheets(report: SalesReport, language: str) -> list[Sheet]:
         [label("客单价", "Average ticket"), s.average_ticket],
         [label("迟到同步订单", "Late arrivals"), s.late_arrivals],
         [label("价格差异行", "Price mismatches"), s.price_mismatches],
+        [label("成本(仅成本已知行)", "Cost (known-cost lines)"), s.margin.cost],
+        [label("毛利(仅成本已知行)", "Margin (known-cost lines)"), s.margin.margin],
+        [label("毛利率(%)", "Margin (%)"), _percent(s.margin.margin_bps)],
+        [label("成本未知数量", "Quantity without cost"), s.margin.cost_unknown_quantity],
+        [label("成本未知销售额", "Revenue without cost"), s.margin.cost_unknown_revenue],
     ]
     tax_columns = [
         Column("rate", "税率(%)", "Tax rate (%)"),
@@ -267,12 +277,26 @@ def _products(zh: str, en: str, products: Sequence[Any]) -> Sheet:
             Column("quantity", "数量", "Quantity"),
             Column("revenue", "销售额", "Revenue"),
             Column("tax", "税额", "Tax"),
-            Column("cost", "成本", "Cost"),
-            Column("margin", "毛利", "Margin"),
+            Column("cost", "成本(仅成本已知行)", "Cost (known-cost lines)"),
+            Column("margin", "毛利(仅成本已知行)", "Margin (known-cost lines)"),
+            Column("margin_pct", "毛利率(%)", "Margin (%)"),
+            Column("cost_unknown_quantity", "成本未知数量", "Quantity without cost"),
+            Column("cost_unknown_revenue", "成本未知销售额", "Revenue without cost"),
         ],
         rows_of(
             [
-                [p.product_id, p.name, p.quantity, p.revenue, p.tax, p.cost, p.margin]
+                [
+                    p.product_id,
+                    p.name,
+                    p.quantity,
+                    p.revenue,
+                    p.tax,
+                    p.cost,
+                    p.margin,
+                    _percent(p.margin_bps),
+                    p.cost_unknown_quantity,
+                    p.cost_unknown_revenue,
+                ]
                 for p in products
             ]
         ),

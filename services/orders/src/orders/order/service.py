@@ -36,6 +36,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
+from orders.catalog.costs import current_cost
 from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.coupons import service as coupons
 from orders.models import (
@@ -359,7 +360,10 @@ _LATER_FIELDS = ("till_id", "shift_id", "coupon_ids")
 
 
 def request_hash(body: BaseModel) -> str:
-    unset = {name for name in _LATER_FIELDS if getattr(body, name, None) is None}
+    # Looked up in the model's fields: a missing attribute would make pydantic build an
+    # AttributeError, which costs more than the rest of the digest.
+    fields = type(body).model_fields
+    unset = {name for name in _LATER_FIELDS if name not in fields or getattr(body, name) is None}
     canonical = json.dumps(
         body.model_dump(mode="json", exclude=unset), sort_keys=True, separators=(",", ":")
     )
@@ -878,6 +882,7 @@ async def place_order(
             catalog_unit_price=None,
             price_mismatch=False,
             adjustments=p.adjustments,
+            unit_cost=current_cost(p.product, currency),
         )
         for i, (p, tax) in enumerate(zip(priced, taxes, strict=True))
     ]

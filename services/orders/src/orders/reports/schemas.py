@@ -21,6 +21,27 @@ class TaxLine(BaseModel):
     net_of_tax: Money
 
 
+class Margin(BaseModel):
+    """Cost and margin over the lines whose unit cost was known when they were sold (frozen on
+    the line); lines sold without a known cost are counted apart and left out of the margin.
+    ``cost``, ``margin`` and ``margin_bps`` are null when no line had a known cost, and for a
+    caller without ``catalog:manage`` (who does not see costs)."""
+
+    cost: Money | None = Field(None, description="Cost of the known-cost lines.")
+    margin: Money | None = Field(
+        None, description="Revenue of the known-cost lines (tax included) minus their cost."
+    )
+    margin_bps: int | None = Field(
+        None,
+        description="margin / revenue of the known-cost lines, in basis points, rounded half "
+        "away from zero; null when that revenue is zero.",
+    )
+    cost_unknown_quantity: int = Field(0, description="Units sold with no known cost.")
+    cost_unknown_revenue: Money = Field(
+        description="Revenue of the lines sold with no known cost (outside the margin)."
+    )
+
+
 class Summary(BaseModel):
     order_count: int
     gross: Money = Field(description="Before discounts: the lines' unit price times quantity.")
@@ -36,6 +57,7 @@ class Summary(BaseModel):
         description="Orders of the range (paid or not) synced after their day or shift ended."
     )
     price_mismatches: int = Field(description="Lines a till charged at another catalog price.")
+    margin: Margin = Field(description="Every sold line of the range.")
 
 
 class MethodLine(BaseModel):
@@ -64,16 +86,12 @@ class ChannelLine(BaseModel):
     net: Money
 
 
-class ProductLine(BaseModel):
-    """``cost`` and ``margin`` stay null while no cost of the product is known."""
-
+class ProductLine(Margin):
     product_id: uuid.UUID
     name: str
     quantity: int
     revenue: Money
     tax: Money
-    cost: Money | None = None
-    margin: Money | None = None
 
 
 class CashierLine(BaseModel):
@@ -108,6 +126,10 @@ class SalesReport(BaseModel):
         description="True when the range holds more shifts than one report lists."
     )
     late_arrivals: list[LateArrival] = Field(description="At most 100, latest synced first.")
+    costs_shown: bool = Field(
+        description="Whether cost and margin are filled in: only for callers with "
+        "catalog:manage, as in the catalog."
+    )
 
 
 class TaxMonthLine(BaseModel):

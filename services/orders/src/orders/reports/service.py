@@ -27,6 +27,7 @@ from orders.reports.schemas import (
     ChannelLine,
     HourLine,
     LateArrival,
+    Margin,
     MethodLine,
     ProductLine,
     SalesReport,
@@ -44,6 +45,49 @@ SALE_STATES = ("paid", "completed", "partially_refunded", "refunded")
 TOP_PRODUCTS = 10
 MAX_SHIFTS = 200
 MAX_LATE_LISTED = 100
+#: Costs are a catalog manager's figures, in reports as in the catalog.
+SEES_COST = "catalog:manage"
+
+_KNOWN_COST = OrderLine.unit_cost.is_not(None)
+
+
+def _margin_columns() -> tuple[Any, ...]:
+    """Known-cost lines, their revenue and cost, unknown-cost quantity and revenue."""
+    return (
+        sa.func.count().filter(_KNOWN_COST),
+        sa.func.coalesce(sa.func.sum(OrderLine.total).filter(_KNOWN_COST), 0),
+        sa.func.coalesce(sa.func.sum(OrderLine.unit_cost * OrderLine.quantity), 0),
+        sa.func.coalesce(sa.func.sum(OrderLine.quantity).filter(~_KNOWN_COST), 0),
+        sa.func.coalesce(sa.func.sum(OrderLine.total).filter(~_KNOWN_COST), 0),
+    )
+
+
+def _margin(
+    scope: Scope,
+    known_lines: Any,
+    known_revenue: Any,
+    cost: Any,
+    unknown_quantity: Any,
+    unknown_revenue: Any,
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "cost_unknown_quantity": int(unknown_quantity),
+        "cost_unknown_revenue": scope.money(unknown_revenue),
+    }
+    known_revenue, cost = int(known_revenue), int(cost)
+    if not scope.principal.has(SEES_COST) or not known_lines:
+        return figures
+    margin = known_revenue - cost
+    bps = None
+    if known_revenue:
+        magnitude = (2 * abs(margin) * 10_000 + known_revenue) // (2 * known_revenue)
+        bps = magnitude if margin >= 0 else -magnitude
+    return {
+        **figures,
+        "cost": scope.money(cost),
+        "margin": scope.money(margin),
+        "margin_bps": bps,
+    }
 
 
 class Scope:
@@ -164,6 +208,14 @@ async def _summary(session: AsyncSession, scope: Scope, taxes: list[TaxLine]) ->
         .join(Order, _lines_of(scope))
         .where(*scope.sales(), OrderLine.price_mismatch)
     )
+    margin = (
+        await session.execute(
+            sa.select(*_margin_columns())
+            .select_from(OrderLine)
+            .join(Order, _lines_of(scope))
+            .where(*scope.sales())
+        )
+    ).one()
     count, net = int(count), int(net)
     return Summary(
         order_count=count,
@@ -178,6 +230,7 @@ async def _summary(session: AsyncSession, scope: Scope, taxes: list[TaxLine]) ->
         average_ticket=scope.money((2 * net + count) // (2 * count) if count else 0),
         late_arrivals=int(late or 0),
         price_mismatches=int(mismatches or 0),
+        margin=Margin(**_margin(scope, *margin)),
     )
 
 
@@ -270,6 +323,7 @@ async def _top_products(session: AsyncSession, scope: Scope, by: str) -> list[Pr
             quantity,
             revenue,
             sa.func.sum(OrderLine.tax),
+            *_margin_columns(),
         )
         .select_from(OrderLine)
         .join(Order, _lines_of(scope))
@@ -285,8 +339,9 @@ async def _top_products(session: AsyncSession, scope: Scope, by: str) -> list[Pr
             quantity=int(qty),
             revenue=scope.money(rev),
             tax=scope.money(tax),
+            **_margin(scope, *margin),
         )
-        for product_id, name, qty, rev, tax in rows.all()
+        for product_id, name, qty, rev, tax, *margin in rows.all()
     ]
 
 
@@ -375,6 +430,7 @@ async def sales_report(
         by_shift=[await shifts.report(session, shift) for shift in shift_rows],
         by_shift_truncated=truncated,
         late_arrivals=await _late(session, scope),
+        costs_shown=principal.has(SEES_COST),
     )
 
 

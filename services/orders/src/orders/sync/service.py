@@ -11,6 +11,9 @@ already holds; a second batch carrying the same orders waits for the first to co
 finds them (``already_synced``). Numbers are taken per store and business day after the order
 locks, days in ascending order, for the same reason.
 
+Each line freezes the product's cost in force when the till sold it, as best the replica knows
+it (``orders.catalog.costs``).
+
 Offline tenders and refunds are recorded on the order as it is written (so the order is paid,
 or refunded, at once) and announced to payments (``orders.order.offline_tendered`` and
 ``orders.order.offline_refunded``), which records them under the same ids; its own
@@ -23,7 +26,8 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -44,6 +48,7 @@ from contracts.events.orders import Tender as TenderPayload
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
+from orders.catalog.costs import CostHistory, cost_history
 from orders.catalog.handlers import PRICE_ONLY_STATUS
 from orders.models import (
     CatalogProduct,
@@ -96,6 +101,20 @@ _LOCK_KEYS = sa.text(
     "'order:' || CAST(:merchant AS text) || ':' || CAST(k.id AS text), 0))) "
     "FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS k(id, n)"
 )
+
+
+def _bulk_insert(table: sa.Table, key: sa.Column[Any]) -> sa.Insert:
+    """A Core INSERT for many rows at once. With RETURNING, SQLAlchemy sends the rows as a
+    few multi-row ``INSERT ... VALUES`` statements (insertmanyvalues) instead of one execution
+    per row, and the statement is compiled once whatever the batch size; the ORM's bulk path
+    would also build its own bookkeeping per row."""
+    return sa.insert(table).returning(key)
+
+
+_INSERT_ORDERS = _bulk_insert(Order.__table__, Order.__table__.c.id)  # type: ignore[arg-type]
+_INSERT_LINES = _bulk_insert(OrderLine.__table__, OrderLine.__table__.c.id)  # type: ignore[arg-type]
+_INSERT_TENDERS = _bulk_insert(Tender.__table__, Tender.__table__.c.payment_id)  # type: ignore[arg-type]
+_INSERT_REFUNDS = _bulk_insert(Refund.__table__, Refund.__table__.c.refund_id)  # type: ignore[arg-type]
 
 
 class _Rejected(Exception):
@@ -153,6 +172,7 @@ class _Context:
     named_shifts: dict[uuid.UUID, Shift]
     taken_payment_ids: set[uuid.UUID]
     taken_refund_ids: set[uuid.UUID]
+    costs: CostHistory
 
 
 @dataclass
@@ -270,6 +290,7 @@ def _prepare(ctx: _Context, index: int, body: SyncOrder) -> _Prepared:
                 "tax": tax,
                 "catalog_unit_price": catalog.amount if mismatch else None,
                 "price_mismatch": mismatch,
+                "unit_cost": ctx.costs.at(product.product_id, body.occurred_at, price.currency),
             }
         )
     if errors:
@@ -671,16 +692,18 @@ async def _context(
         named_shifts=named_shifts,
         taken_payment_ids=taken_payments,
         taken_refund_ids=taken_refunds,
+        costs=await cost_history(session, merchant_id, product_ids),
     )
 
 
-def _envelope(order: dict[str, Any], payload: BaseModel) -> EventEnvelope:
+def _envelope(order: dict[str, Any], payload: BaseModel, now: datetime) -> EventEnvelope:
     return make_envelope(
         payload,
         producer=PRODUCER,
         aggregate_id=order["id"],
         merchant_id=order["merchant_id"],
         store_id=order["store_id"],
+        occurred_at=now,
     )
 
 
@@ -783,7 +806,8 @@ async def sync_batch(session: AsyncSession, principal: Principal, body: SyncBatc
             index=item.index,
             order_id=item.body.id,
             status="created",
-            order=summary_out(Order(**item.order)),
+            # The row as written, read as an order: no ORM instance (and its state) per order.
+            order=summary_out(cast(Order, SimpleNamespace(**item.order))),
             price_mismatches=item.mismatches,
         )
     ordered = [results[i] for i in range(len(body.orders))]
@@ -826,15 +850,15 @@ async def _write(
     events: list[EventEnvelope] = []
     for item in prepared:
         _settle(item, now)
-        events.extend(_envelope(item.order, payload) for payload in item.events)
-    await session.execute(sa.insert(Order), [p.order for p in prepared])
-    await session.execute(sa.insert(OrderLine), [line for p in prepared for line in p.lines])
+        events.extend(_envelope(item.order, payload, now) for payload in item.events)
+    await session.execute(_INSERT_ORDERS, [p.order for p in prepared])
+    await session.execute(_INSERT_LINES, [line for p in prepared for line in p.lines])
     tenders = [t for p in prepared for t in p.tenders]
     if tenders:
-        await session.execute(sa.insert(Tender), tenders)
+        await session.execute(_INSERT_TENDERS, tenders)
     refunds = [r for p in prepared for r in p.refunds]
     if refunds:
-        await session.execute(sa.insert(Refund), refunds)
+        await session.execute(_INSERT_REFUNDS, refunds)
     await add_events(session, events)
 
 
