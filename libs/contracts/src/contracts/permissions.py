@@ -19,6 +19,7 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
         "inventory:adjust": "Receive stock, count and adjust inventory.",
         "catalog:manage": "Edit products, prices and categories.",
         "members:write": "Register members and change their accounts.",
+        "stored_value:recharge": "Take stored-value recharges from members at the till.",
         "staff:manage": "Create and manage staff within one's own scope.",
         "stores:manage": "Open and change stores within one's own scope.",
         "reports:read": "Read sales and operating reports.",

@@ -87,3 +87,53 @@ class CouponVoided(EventPayload):
     coupon_id: UUID
     member_id: UUID
     reason: str
+
+
+@event(type="members.stored_value.recharged", version=1)
+class StoredValueRecharged(EventPayload):
+    """A paid recharge was credited: ``principal`` is what was paid, ``bonus`` what the
+    merchant's bonus rules added; ``balance`` is the account's total after it."""
+
+    member_id: UUID
+    payment_id: UUID
+    principal: Money
+    bonus: Money
+    balance: Money
+
+
+@event(type="members.stored_value.debited", version=1)
+class StoredValueDebited(EventPayload):
+    """A stored-value payment took ``amount`` from the account: ``principal`` from the paid
+    part, ``bonus`` from the bonus part (principal first)."""
+
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    principal: Money
+    bonus: Money
+    balance: Money
+
+
+@event(type="members.stored_value.debit_refused", version=1)
+class StoredValueDebitRefused(EventPayload):
+    """A stored-value payment could not be taken; nothing moved. ``reason`` is
+    ``insufficient_balance``, ``member_not_found`` or ``currency_mismatch``."""
+
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    reason: str
+
+
+@event(type="members.stored_value.refunded", version=1)
+class StoredValueRefunded(EventPayload):
+    """A refund of a stored-value payment went back to the account, each part to where it
+    came from (``principal`` and ``bonus``)."""
+
+    member_id: UUID
+    payment_id: UUID
+    refund_id: UUID
+    amount: Money
+    principal: Money
+    bonus: Money
+    balance: Money

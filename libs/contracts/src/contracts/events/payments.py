@@ -53,3 +53,43 @@ class PaymentRefunded(EventPayload):
     fee_refunded: Money
     returned_lines: list[ReturnedLine] = Field(default_factory=list)
     reason: str | None = None
+
+
+@event(type="payments.payment.recharge_succeeded", version=1)
+class RechargeSucceeded(EventPayload):
+    """A payment that was not for an order, but to recharge ``member_id``'s stored-value
+    account, took the money. Members credits the principal (and the bonus its rules give)
+    once per ``payment_id``. Not a sale: orders does not consume it."""
+
+    payment_id: UUID
+    member_id: UUID
+    store_id: UUID
+    method: TenderMethod
+    amount: Money
+    provider: str
+
+
+@event(type="payments.payment.debit_requested", version=1)
+class StoredValueDebitRequested(EventPayload):
+    """A payment of ``order_id`` by the stored value of ``member_id`` is pending: members
+    debits ``amount`` from the account once per ``payment_id`` (or refuses) and answers with
+    ``members.stored_value.debited`` or ``members.stored_value.debit_refused``."""
+
+    payment_id: UUID
+    member_id: UUID
+    order_id: UUID
+    store_id: UUID
+    amount: Money
+
+
+@event(type="payments.payment.credit_requested", version=1)
+class StoredValueCreditRequested(EventPayload):
+    """A refund of a stored-value payment: members puts ``amount`` back on the account it
+    came from, once per ``refund_id``, and answers with ``members.stored_value.refunded``."""
+
+    refund_id: UUID
+    payment_id: UUID
+    member_id: UUID
+    order_id: UUID
+    store_id: UUID
+    amount: Money

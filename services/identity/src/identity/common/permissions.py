@@ -30,6 +30,7 @@ _STORE_MANAGER_DEFAULT = frozenset(
         "refunds:approve",
         "inventory:adjust",
         "members:write",
+        "stored_value:recharge",
         "staff:manage",
         "reports:read",
         "devices:manage",
@@ -41,8 +42,9 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
-    # A cashier reprints a ticket and bumps the kitchen display without asking anyone.
-    Role.CASHIER: frozenset({"orders:write", "devices:operate"}),
+    # A cashier reprints a ticket and bumps the kitchen display without asking anyone, and
+    # takes a member's recharge at the till like any other payment.
+    Role.CASHIER: frozenset({"orders:write", "devices:operate", "stored_value:recharge"}),
 }
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
@@ -50,7 +52,14 @@ ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage", "catalog:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
     Role.CASHIER: frozenset(
-        {"orders:write", "orders:discount", "refunds:approve", "members:write", "devices:operate"}
+        {
+            "orders:write",
+            "orders:discount",
+            "refunds:approve",
+            "members:write",
+            "devices:operate",
+            "stored_value:recharge",
+        }
     ),
 }
 
