@@ -101,6 +101,18 @@ class StoredValueRecharged(EventPayload):
     balance: Money
 
 
+@event(type="members.stored_value.recharge_refused", version=1)
+class StoredValueRechargeRefused(EventPayload):
+    """A paid recharge could not be credited (``member_not_found``: no such member in the
+    payment's merchant; ``currency_mismatch``: the account holds another currency). Payments
+    gives the money back."""
+
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    reason: str
+
+
 @event(type="members.stored_value.debited", version=1)
 class StoredValueDebited(EventPayload):
     """A stored-value payment took ``amount`` from the account: ``principal`` from the paid
