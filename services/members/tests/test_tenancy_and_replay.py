@@ -43,6 +43,14 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     owner, intruder = new_id(), new_id()
     member = await new_member(harness, owner)
     member_id = member["id"]
+    tier = {"amount": 10000, "currency": "CNY"}
+    created_rule = await harness.client.post(
+        "/v1/stored-value/bonus-rules",
+        json={"threshold": tier, "bonus": tier},
+        headers=harness.token(owner),
+    )
+    assert created_rule.status_code == 201, created_rule.text
+    rule_url = f"/v1/stored-value/bonus-rules/{created_rule.json()['id']}"
     requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None),
         ("patch", "/v1/members/{member_id}"): (
@@ -50,6 +58,20 @@ async def test_another_merchants_member_is_not_found_on_every_route(
             {"version": 1, "name": "taken over"},
         ),
         ("get", "/v1/members/{member_id}/points"): (f"/v1/members/{member_id}/points", None),
+        ("get", "/v1/members/{member_id}/stored-value"): (
+            f"/v1/members/{member_id}/stored-value",
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/stored-value/recharges"): (
+            f"/v1/members/{member_id}/stored-value/recharges",
+            None,
+        ),
+        ("get", "/v1/stored-value/bonus-rules/{rule_id}"): (rule_url, None),
+        ("put", "/v1/stored-value/bonus-rules/{rule_id}"): (
+            rule_url,
+            {"threshold": tier, "bonus": tier, "version": 1},
+        ),
+        ("delete", "/v1/stored-value/bonus-rules/{rule_id}"): (rule_url, None),
     }
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {
@@ -65,7 +87,10 @@ async def test_another_merchants_member_is_not_found_on_every_route(
         response = await harness.client.request(
             method[0], url, json=body, headers=as_role(harness, role, intruder)
         )
-        may_write = role is not Role.CASHIER or method[0] == "get"
+        if "bonus-rules" in url:
+            may_write = role is Role.HQ_ADMIN or method[0] == "get"
+        else:
+            may_write = role is not Role.CASHIER or method[0] == "get"
         assert response.status_code == (404 if may_write else 403), (url, response.text)
         assert member["phone"] not in response.text
     # The intruder's lists and lookups show nothing of the owner's.

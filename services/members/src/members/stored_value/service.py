@@ -47,6 +47,7 @@ from contracts.events.payments import (
     StoredValueCreditRequested,
     StoredValueDebitRequested,
 )
+from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
 from members.models import Member
@@ -120,7 +121,7 @@ async def create_bonus_rule(
     inserted = await session.scalar(
         pg_insert(BonusRule)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             merchant_id=merchant_id,
             currency=threshold.currency,
             threshold=threshold.amount,
@@ -284,7 +285,7 @@ async def _book(
     inserted = await session.scalar(
         pg_insert(StoredValueEntry)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             merchant_id=account.merchant_id,
             member_id=account.member_id,
             kind=kind,
