@@ -1,0 +1,415 @@
+"""Stored value in payments: recharges that are not sales, stored-value payments settled by
+members' answers (once, whatever arrives twice or late), refunds back to the account, and the
+reconciler leaving members' payments alone."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from contracts.events.members import (
+    StoredValueDebited,
+    StoredValueDebitRefused,
+    StoredValueRechargeRefused,
+    StoredValueRefunded,
+)
+from contracts.ids import new_id
+from contracts.money import Money
+from contracts.registry import make_envelope
+from payments.payment.reconcile import reconcile_pending
+from servicekit.bus.base import OutgoingMessage
+
+from .conftest import Harness, eventually
+
+CASHIER = frozenset({"orders:write", "stored_value:recharge"})
+
+
+def cny(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "CNY"}
+
+
+async def answer(harness: Harness, payload: BaseModel, merchant: uuid.UUID) -> uuid.UUID:
+    """Publish members' answer; its event id."""
+    member_id: uuid.UUID = payload.member_id  # type: ignore[attr-defined]
+    envelope = make_envelope(
+        payload, producer="members", aggregate_id=member_id, merchant_id=merchant
+    )
+    await harness.bus.broker.append(
+        [
+            OutgoingMessage(
+                topic="members.stored_value",
+                key=str(member_id).encode(),
+                value=envelope.model_dump_json().encode(),
+            )
+        ]
+    )
+    return envelope.event_id
+
+
+async def applied(harness: Harness, event_id: uuid.UUID) -> None:
+    async def seen() -> bool:
+        async with harness.app.state.database.transaction() as session:
+            found = await session.scalar(
+                sa.text("SELECT 1 FROM inbox WHERE event_id = :id"), {"id": event_id}
+            )
+        return found is not None
+
+    await eventually(seen)
+
+
+def types(harness: Harness, payment_id: str) -> list[str]:
+    return [e["type"] for e in harness.payment_events(payment_id)]
+
+
+async def recharge(
+    harness: Harness,
+    merchant: uuid.UUID,
+    member: uuid.UUID,
+    store: uuid.UUID,
+    amount: int,
+    *,
+    method: str = "cash",
+    key: str | None = None,
+    scopes: frozenset[str] = CASHIER,
+    **extra: Any,
+) -> Any:
+    return await harness.pay(
+        merchant,
+        {
+            "purpose": "stored_value_recharge",
+            "member_id": str(member),
+            "store_id": str(store),
+            "method": method,
+            "amount": cny(amount),
+            **extra,
+        },
+        key=key,
+        headers=harness.token(merchant, scopes),
+    )
+
+
+async def test_cash_recharge_is_not_a_sale(harness: Harness) -> None:
+    merchant, member, store = new_id(), new_id(), new_id()
+    response = await recharge(harness, merchant, member, store, 10000, key="r-1")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "succeeded"
+    assert body["purpose"] == "stored_value_recharge"
+    assert body["order_id"] is None
+    again = await recharge(harness, merchant, member, store, 10000, key="r-1")
+    assert again.json()["id"] == body["id"]
+
+    events = await harness.wait_events(body["id"], 1)
+    assert [e["type"] for e in events] == ["payments.payment.recharge_succeeded"]
+    assert events[0]["payload"]["member_id"] == str(member)
+    assert events[0]["payload"]["amount"] == cny(10000)
+
+    # Listed apart from sales, and never in the day's sales figures.
+    listed = await harness.client.get(
+        "/v1/payments",
+        params={"purpose": "stored_value_recharge", "member_id": str(member)},
+        headers=harness.token(merchant),
+    )
+    assert [p["id"] for p in listed.json()["items"]] == [body["id"]]
+    sales = await harness.client.get(
+        "/v1/payments", params={"purpose": "order"}, headers=harness.token(merchant)
+    )
+    assert sales.json()["items"] == []
+    today = datetime.now(UTC).date().isoformat()
+    figures = await harness.client.get(
+        "/v1/payments/figures",
+        params={"business_day_from": today, "business_day_to": today},
+        headers=harness.token(merchant, frozenset({"reports:read"})),
+    )
+    assert figures.status_code == 200, figures.text
+    assert figures.json()["currencies"] == []
+
+    refund = await harness.client.post(
+        f"/v1/payments/{body['id']}/refunds",
+        json={"amount": cny(100)},
+        headers={**harness.token(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert refund.json()["code"] == "recharge_not_refundable"
+
+
+async def test_recharge_needs_its_scope_and_fitting_fields(harness: Harness) -> None:
+    merchant, member, store = new_id(), new_id(), new_id()
+    no_scope = await recharge(
+        harness, merchant, member, store, 100, scopes=frozenset({"orders:write"})
+    )
+    assert no_scope.status_code == 403
+    with_order = await recharge(harness, merchant, member, store, 100, order_id=str(new_id()))
+    assert with_order.status_code == 422
+    assert with_order.json()["errors"][0]["field"] == "order_id"
+    by_stored_value = await recharge(harness, merchant, member, store, 100, method="stored_value")
+    assert by_stored_value.json()["errors"][0]["code"] == "not_for_recharge"
+    elsewhere = await harness.pay(
+        merchant,
+        {
+            "purpose": "stored_value_recharge",
+            "member_id": str(member),
+            "store_id": str(store),
+            "method": "cash",
+            "amount": cny(100),
+        },
+        headers=harness.token(merchant, CASHIER, frozenset({new_id()})),
+    )
+    assert elsewhere.status_code == 404
+    # A sale paid by stored value must name whose.
+    order_id, _ = await harness.place_order(merchant, 500)
+    nameless = await harness.pay(
+        merchant, {"order_id": str(order_id), "method": "stored_value", "amount": cny(500)}
+    )
+    assert nameless.json()["errors"][0]["field"] == "member_id"
+
+
+async def test_provider_recharge_and_refused_recharge_given_back(harness: Harness) -> None:
+    merchant, member, store = new_id(), new_id(), new_id()
+    qr = await recharge(harness, merchant, member, store, 5000, method="wechat_pay")
+    assert qr.status_code == 201, qr.text
+    paid = await harness.wait_status(merchant, qr.json()["id"], "succeeded")
+    events = await harness.wait_events(paid["id"], 1)
+    assert [e["type"] for e in events] == ["payments.payment.recharge_succeeded"]
+
+    # Members refuses a cash recharge (not its member): the till hands the money back.
+    cash = (await recharge(harness, merchant, member, store, 3000)).json()
+    refusal = StoredValueRechargeRefused(
+        member_id=member,
+        payment_id=uuid.UUID(cash["id"]),
+        amount=Money.of(3000, "CNY"),
+        reason="member_not_found",
+    )
+    await applied(harness, await answer(harness, refusal, merchant))
+    await applied(harness, await answer(harness, refusal, merchant))  # twice: one refund
+    back = await harness.get(merchant, cash["id"])
+    assert back["status"] == "refunded"
+    listed = await harness.client.get(
+        f"/v1/payments/{cash['id']}/refunds", headers=harness.token(merchant)
+    )
+    assert [(r["status"], r["reason"]) for r in listed.json()] == [
+        ("succeeded", "member_not_found")
+    ]
+    # Not a sale's refund: nothing for orders.
+    assert types(harness, cash["id"]) == ["payments.payment.recharge_succeeded"]
+
+
+async def pay_by_stored_value(
+    harness: Harness, merchant: uuid.UUID, member: uuid.UUID, total: int
+) -> tuple[uuid.UUID, uuid.UUID, dict[str, Any]]:
+    order_id, store = await harness.place_order(merchant, total)
+    response = await harness.pay(
+        merchant,
+        {
+            "order_id": str(order_id),
+            "method": "stored_value",
+            "member_id": str(member),
+            "amount": cny(total),
+        },
+    )
+    assert response.status_code == 201, response.text
+    return order_id, store, response.json()
+
+
+async def test_stored_value_payment_settles_on_members_answer_once(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    order_id, _, payment = await pay_by_stored_value(harness, merchant, member, 4200)
+    assert payment["status"] == "pending"
+    assert payment["provider"] == "members"
+    assert payment["fee"]["amount"] == 0
+    requested = await harness.wait_events(payment["id"], 1)
+    assert requested[0]["type"] == "payments.payment.debit_requested"
+    assert requested[0]["payload"]["member_id"] == str(member)
+    assert requested[0]["payload"]["order_id"] == str(order_id)
+
+    # The order's outstanding amount is held by the pending payment.
+    second = await harness.pay(
+        merchant, {"order_id": str(order_id), "method": "cash", "amount": cny(1)}
+    )
+    assert second.status_code == 409
+
+    debited = StoredValueDebited(
+        member_id=member,
+        payment_id=uuid.UUID(payment["id"]),
+        amount=Money.of(4200, "CNY"),
+        principal=Money.of(4000, "CNY"),
+        bonus=Money.of(200, "CNY"),
+        balance=Money.of(0, "CNY"),
+    )
+    await applied(harness, await answer(harness, debited, merchant))
+    await applied(harness, await answer(harness, debited, merchant))
+    done = await harness.get(merchant, payment["id"])
+    assert done["status"] == "succeeded"
+    assert types(harness, payment["id"]) == [
+        "payments.payment.debit_requested",
+        "payments.payment.succeeded",
+    ]
+    succeeded = harness.payment_events(payment["id"])[1]["payload"]
+    assert succeeded["method"] == "stored_value"
+    # A late refusal of the same payment changes nothing.
+    late = StoredValueDebitRefused(
+        member_id=member,
+        payment_id=uuid.UUID(payment["id"]),
+        amount=Money.of(4200, "CNY"),
+        reason="insufficient_balance",
+    )
+    await applied(harness, await answer(harness, late, merchant))
+    assert (await harness.get(merchant, payment["id"]))["status"] == "succeeded"
+
+
+async def test_refused_stored_value_payment_fails_and_frees_the_order(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    order_id, _, payment = await pay_by_stored_value(harness, merchant, member, 900)
+    refusal = StoredValueDebitRefused(
+        member_id=member,
+        payment_id=uuid.UUID(payment["id"]),
+        amount=Money.of(900, "CNY"),
+        reason="insufficient_balance",
+    )
+    await applied(harness, await answer(harness, refusal, merchant))
+    failed = await harness.get(merchant, payment["id"])
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "insufficient_balance")
+    assert types(harness, payment["id"])[-1] == "payments.payment.failed"
+    cash = await harness.pay(
+        merchant, {"order_id": str(order_id), "method": "cash", "amount": cny(900)}
+    )
+    assert cash.json()["status"] == "succeeded"
+
+
+async def test_answers_from_another_merchant_change_nothing(harness: Harness) -> None:
+    merchant, intruder, member = new_id(), new_id(), new_id()
+    _, _, payment = await pay_by_stored_value(harness, merchant, member, 700)
+    forged = StoredValueDebited(
+        member_id=member,
+        payment_id=uuid.UUID(payment["id"]),
+        amount=Money.of(700, "CNY"),
+        principal=Money.of(700, "CNY"),
+        bonus=Money.of(0, "CNY"),
+        balance=Money.of(0, "CNY"),
+    )
+    await applied(harness, await answer(harness, forged, intruder))
+    assert (await harness.get(merchant, payment["id"]))["status"] == "pending"
+    foreign = await harness.client.get(
+        f"/v1/payments/{payment['id']}", headers=harness.token(intruder)
+    )
+    assert foreign.status_code == 404
+
+
+async def test_refund_goes_back_to_the_account_and_completes_on_confirmation(
+    harness: Harness,
+) -> None:
+    merchant, member = new_id(), new_id()
+    _, _, payment = await pay_by_stored_value(harness, merchant, member, 3000)
+    payment_id = uuid.UUID(payment["id"])
+    await applied(
+        harness,
+        await answer(
+            harness,
+            StoredValueDebited(
+                member_id=member,
+                payment_id=payment_id,
+                amount=Money.of(3000, "CNY"),
+                principal=Money.of(3000, "CNY"),
+                bonus=Money.of(0, "CNY"),
+                balance=Money.of(0, "CNY"),
+            ),
+            merchant,
+        ),
+    )
+    key = uuid.uuid4().hex
+    headers = {**harness.token(merchant), "Idempotency-Key": key}
+    response = await harness.client.post(
+        f"/v1/payments/{payment_id}/refunds", json={"amount": cny(1200)}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    refund = response.json()
+    assert refund["status"] == "pending"
+    retried = await harness.client.post(
+        f"/v1/payments/{payment_id}/refunds", json={"amount": cny(1200)}, headers=headers
+    )
+    assert retried.json()["id"] == refund["id"]
+    events = await harness.wait_events(payment_id, 3)
+    credit = [e for e in events if e["type"] == "payments.payment.credit_requested"]
+    assert len(credit) == 1
+    assert credit[0]["payload"]["refund_id"] == refund["id"]
+    assert credit[0]["payload"]["amount"] == cny(1200)
+
+    # The reconciler asks no provider for it and leaves it to members.
+    await reconcile_pending(
+        harness.app.state.database, harness.app.state.providers, older_than=0, timeout=0
+    )
+    listed = await harness.client.get(
+        f"/v1/payments/{payment_id}/refunds", headers=harness.token(merchant)
+    )
+    assert listed.json()[0]["status"] == "pending"
+
+    confirmed = StoredValueRefunded(
+        member_id=member,
+        payment_id=payment_id,
+        refund_id=uuid.UUID(refund["id"]),
+        amount=Money.of(1200, "CNY"),
+        principal=Money.of(1200, "CNY"),
+        bonus=Money.of(0, "CNY"),
+        balance=Money.of(1200, "CNY"),
+    )
+    await applied(harness, await answer(harness, confirmed, merchant))
+    await applied(harness, await answer(harness, confirmed, merchant))
+    listed = await harness.client.get(
+        f"/v1/payments/{payment_id}/refunds", headers=harness.token(merchant)
+    )
+    assert listed.json()[0]["status"] == "succeeded"
+    after = await harness.get(merchant, str(payment_id))
+    assert (after["status"], after["refunded"]["amount"]) == ("partially_refunded", 1200)
+    refunded = [
+        e for e in harness.payment_events(payment_id) if e["type"] == "payments.payment.refunded"
+    ]
+    assert len(refunded) == 1
+
+
+async def test_debit_after_the_order_was_cancelled_goes_back(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    order_id, store, payment = await pay_by_stored_value(harness, merchant, member, 800)
+    await harness.cancel_order(merchant, order_id, store)
+    # Members' queue was slow: the debit was made all the same.
+    await applied(
+        harness,
+        await answer(
+            harness,
+            StoredValueDebited(
+                member_id=member,
+                payment_id=uuid.UUID(payment["id"]),
+                amount=Money.of(800, "CNY"),
+                principal=Money.of(800, "CNY"),
+                bonus=Money.of(0, "CNY"),
+                balance=Money.of(0, "CNY"),
+            ),
+            merchant,
+        ),
+    )
+    failed = await harness.get(merchant, payment["id"])
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "order_cancelled")
+    events = await harness.wait_events(payment["id"], 3)
+    credit = [e for e in events if e["type"] == "payments.payment.credit_requested"]
+    assert [c["payload"]["amount"] for c in credit] == [cny(800)]
+
+
+async def test_reconciler_never_fails_a_payment_members_holds(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    _, _, payment = await pay_by_stored_value(harness, merchant, member, 100)
+    # Long past any timeout: still only members can settle it.
+    report = await reconcile_pending(
+        harness.app.state.database, harness.app.state.providers, older_than=0, timeout=0
+    )
+    assert report.failed == 0
+    assert (await harness.get(merchant, payment["id"]))["status"] == "pending"
+    async with harness.app.state.database.transaction() as session:
+        written = list(
+            await session.scalars(
+                sa.text("SELECT type FROM outbox WHERE aggregateid = :id ORDER BY seq"),
+                {"id": payment["id"]},
+            )
+        )
+    assert written == ["payments.payment.debit_requested"]
