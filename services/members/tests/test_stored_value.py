@@ -23,7 +23,7 @@ from members.stored_value import service
 from members.stored_value.service import refund_split, split_spend
 
 from .conftest import Harness
-from .test_members import cny, new_member
+from .test_members import cny, new_member, paid_event
 
 TOPIC = "members.stored_value"
 
@@ -387,3 +387,124 @@ def test_split_rules() -> None:
         back[0] += principal
         back[1] += bonus
     assert back == [6000, 2000]
+
+
+def points_debit(
+    merchant: uuid.UUID, member_id: str, amount: int, payment_id: uuid.UUID | None = None
+) -> EventEnvelope:
+    envelope = debit(merchant, member_id, amount, payment_id)
+    envelope.payload["tender"] = "points"
+    return envelope
+
+
+def points_credit(
+    merchant: uuid.UUID, member_id: str, payment_id: uuid.UUID, amount: int
+) -> EventEnvelope:
+    envelope = credit(merchant, member_id, payment_id, amount)
+    envelope.payload["tender"] = "points"
+    return envelope
+
+
+async def earn_points(harness: Harness, merchant: uuid.UUID, member_id: str, total: int) -> None:
+    envelope = harness.envelope(
+        paid_event(new_id(), uuid.UUID(member_id), total), merchant, new_id()
+    )
+    await apply(harness, envelope)
+
+
+async def points_balance(harness: Harness, merchant: uuid.UUID, member_id: str) -> int:
+    response = await harness.client.get(
+        f"/v1/members/{member_id}/points", headers=harness.token(merchant)
+    )
+    balance: int = response.json()["balance"]
+    return balance
+
+
+async def test_points_pay_at_the_merchants_rate_and_come_back_on_refund(
+    harness: Harness,
+) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    await earn_points(harness, merchant, member["id"], 5000)  # 50 points (1 per yuan)
+    assert await points_balance(harness, merchant, member["id"]) == 50
+
+    before_rate = points_debit(merchant, member["id"], 100)
+    await apply(harness, before_rate)
+    assert [
+        e["payload"]["reason"] for e in answers(harness, member["id"], before_rate.aggregate_id)
+    ] == ["points_not_accepted"]
+
+    rate = await harness.client.put(
+        "/v1/stored-value/points-rate",
+        json={"points_per_unit": 10, "version": 0},
+        headers=harness.token(merchant),
+    )
+    assert rate.status_code == 200, rate.text
+    assert rate.json() == {"accepted": True, "points_per_unit": 10, "version": 1}
+    stale = await harness.client.put(
+        "/v1/stored-value/points-rate",
+        json={"points_per_unit": 5, "version": 0},
+        headers=harness.token(merchant),
+    )
+    assert stale.json()["code"] == "version_mismatch"
+    elsewhere = await harness.client.get(
+        "/v1/stored-value/points-rate", headers=harness.token(new_id())
+    )
+    assert elsewhere.json()["accepted"] is False
+
+    # 3.01 yuan at 10 points a yuan: 30.1 points, rounded up to 31.
+    spend = points_debit(merchant, member["id"], 301)
+    await apply(harness, spend)
+    await apply(harness, spend.model_copy(update={"event_id": new_id()}))
+    debited = answers(harness, member["id"], spend.aggregate_id)
+    assert len(debited) == 1
+    assert debited[0]["payload"]["tender"] == "points"
+    assert (debited[0]["payload"]["points"], debited[0]["payload"]["points_balance"]) == (31, 19)
+    short = points_debit(merchant, member["id"], 200)  # 20 points, 19 left
+    await apply(harness, short)
+    assert [e["payload"]["reason"] for e in answers(harness, member["id"], short.aggregate_id)] == [
+        "insufficient_points"
+    ]
+
+    first = points_credit(merchant, member["id"], spend.aggregate_id, 150)
+    await apply(harness, first)
+    await apply(harness, first.model_copy(update={"event_id": new_id()}))
+    await apply(harness, points_credit(merchant, member["id"], spend.aggregate_id, 151))
+    back = [
+        e["payload"]["points"]
+        for e in answers(harness, member["id"], spend.aggregate_id)
+        if e["type"] == "members.stored_value.refunded"
+    ]
+    assert back == [15, 16]  # floor(31 * 150 / 301), then the rest
+    assert await points_balance(harness, merchant, member["id"]) == 50
+    ledger = await harness.client.get(
+        f"/v1/members/{member['id']}/points", headers=harness.token(merchant)
+    )
+    kinds = [(e["kind"], e["points"]) for e in ledger.json()["items"]]
+    assert kinds == [
+        ("redemption_refund", 16),
+        ("redemption_refund", 15),
+        ("redemption", -31),
+        ("award", 50),
+    ]
+
+
+async def test_concurrent_points_spends_never_go_below_zero(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    await earn_points(harness, merchant, member["id"], 4000)  # 40 points
+    await harness.client.put(
+        "/v1/stored-value/points-rate",
+        json={"points_per_unit": 100},
+        headers=harness.token(merchant),
+    )
+    database = harness.app.state.database
+
+    async def till() -> str:
+        envelope = points_debit(merchant, member["id"], 31)  # 31 points each
+        async with database.transaction() as session:
+            return await service.debit_for_payment(session, envelope)
+
+    outcomes = sorted(await asyncio.gather(till(), till(), till()))
+    assert outcomes == ["debited", "refused", "refused"]
+    assert await points_balance(harness, merchant, member["id"]) == 9

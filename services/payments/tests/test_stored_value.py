@@ -413,3 +413,49 @@ async def test_reconciler_never_fails_a_payment_members_holds(harness: Harness) 
             )
         )
     assert written == ["payments.payment.debit_requested"]
+
+
+async def test_points_pay_through_members_like_stored_value(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    order_id, _ = await harness.place_order(merchant, 1500)
+    response = await harness.pay(
+        merchant,
+        {
+            "order_id": str(order_id),
+            "method": "points",
+            "member_id": str(member),
+            "amount": cny(1500),
+        },
+    )
+    assert response.status_code == 201, response.text
+    payment = response.json()
+    assert (payment["status"], payment["provider"]) == ("pending", "members")
+    requested = (await harness.wait_events(payment["id"], 1))[0]
+    assert requested["payload"]["tender"] == "points"
+    await applied(
+        harness,
+        await answer(
+            harness,
+            StoredValueDebited(
+                tender="points",
+                member_id=member,
+                payment_id=uuid.UUID(payment["id"]),
+                amount=Money.of(1500, "CNY"),
+                principal=Money.of(0, "CNY"),
+                bonus=Money.of(0, "CNY"),
+                points=1500,
+                points_balance=0,
+            ),
+            merchant,
+        ),
+    )
+    assert (await harness.get(merchant, payment["id"]))["status"] == "succeeded"
+    refund = await harness.client.post(
+        f"/v1/payments/{payment['id']}/refunds",
+        json={"amount": cny(500)},
+        headers={**harness.token(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert refund.json()["status"] == "pending"
+    events = await harness.wait_events(payment["id"], 3)
+    assert events[-1]["type"] == "payments.payment.credit_requested"
+    assert events[-1]["payload"]["tender"] == "points"

@@ -73,9 +73,11 @@ class PointsEntry(Base):
         pg.UUID(as_uuid=True), sa.ForeignKey("members.id"), index=True
     )
     order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
-    #: ``award`` or ``reversal``.
+    #: ``award`` or ``reversal``; ``redemption`` (points paid for an order) or
+    #: ``redemption_refund`` (their share back with a refund).
     kind: Mapped[str] = mapped_column(sa.Text)
-    #: The refund a reversal answers; the order itself for an award.
+    #: The refund a reversal or a redemption refund answers; the order itself for an award;
+    #: the payment for a redemption.
     source_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     points: Mapped[int] = mapped_column(sa.BigInteger)
     balance_after: Mapped[int] = mapped_column(sa.BigInteger)
@@ -98,7 +100,10 @@ class PointsEntry(Base):
             unique=True,
             postgresql_where=sa.text("kind = 'award'"),
         ),
-        sa.CheckConstraint("kind IN ('award', 'reversal')", name="ck_points_ledger_kind"),
+        sa.CheckConstraint(
+            "kind IN ('award', 'reversal', 'redemption', 'redemption_refund')",
+            name="ck_points_ledger_kind",
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
+from contracts.events.payments import MemberTender
 from contracts.money import Money
 from contracts.registry import EventPayload, event
 
@@ -115,22 +116,29 @@ class StoredValueRechargeRefused(EventPayload):
 
 @event(type="members.stored_value.debited", version=1)
 class StoredValueDebited(EventPayload):
-    """A stored-value payment took ``amount`` from the account: ``principal`` from the paid
-    part, ``bonus`` from the bonus part (principal first)."""
+    """A payment took ``amount`` from what the member holds. ``tender: stored_value``:
+    ``principal`` from the paid part, ``bonus`` from the bonus part (principal first),
+    ``balance`` the account after it. ``tender: points``: ``points`` redeemed at the
+    merchant's rate, ``points_balance`` after it."""
 
+    tender: MemberTender = "stored_value"
     member_id: UUID
     payment_id: UUID
     amount: Money
     principal: Money
     bonus: Money
-    balance: Money
+    balance: Money | None = None
+    points: int = Field(default=0, ge=0)
+    points_balance: int | None = None
 
 
 @event(type="members.stored_value.debit_refused", version=1)
 class StoredValueDebitRefused(EventPayload):
-    """A stored-value payment could not be taken; nothing moved. ``reason`` is
-    ``insufficient_balance``, ``member_not_found`` or ``currency_mismatch``."""
+    """A stored-value or points payment could not be taken; nothing moved. ``reason`` is
+    ``insufficient_balance``, ``insufficient_points``, ``points_not_accepted`` (no rate
+    set), ``member_not_found`` or ``currency_mismatch``."""
 
+    tender: MemberTender = "stored_value"
     member_id: UUID
     payment_id: UUID
     amount: Money
@@ -140,12 +148,15 @@ class StoredValueDebitRefused(EventPayload):
 @event(type="members.stored_value.refunded", version=1)
 class StoredValueRefunded(EventPayload):
     """A refund of a stored-value payment went back to the account, each part to where it
-    came from (``principal`` and ``bonus``)."""
+    came from (``principal`` and ``bonus``); of a points payment, its share of the points."""
 
+    tender: MemberTender = "stored_value"
     member_id: UUID
     payment_id: UUID
     refund_id: UUID
     amount: Money
     principal: Money
     bonus: Money
-    balance: Money
+    balance: Money | None = None
+    points: int = Field(default=0, ge=0)
+    points_balance: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -9,6 +10,9 @@ from pydantic import Field
 from contracts.events.orders import ReturnedLine, TenderMethod
 from contracts.money import Money
 from contracts.registry import EventPayload, event
+
+MemberTender = Literal["stored_value", "points"]
+"""Tenders members holds: the stored-value account, or points at the merchant's rate."""
 
 
 @event(type="payments.payment.succeeded", version=1)
@@ -71,10 +75,12 @@ class RechargeSucceeded(EventPayload):
 
 @event(type="payments.payment.debit_requested", version=1)
 class StoredValueDebitRequested(EventPayload):
-    """A payment of ``order_id`` by the stored value of ``member_id`` is pending: members
-    debits ``amount`` from the account once per ``payment_id`` (or refuses) and answers with
+    """A payment of ``order_id`` by ``member_id``'s stored value (``tender: stored_value``)
+    or points (``tender: points``, converted by members at the merchant's rate) is pending:
+    members debits ``amount`` once per ``payment_id`` (or refuses) and answers with
     ``members.stored_value.debited`` or ``members.stored_value.debit_refused``."""
 
+    tender: MemberTender = "stored_value"
     payment_id: UUID
     member_id: UUID
     order_id: UUID
@@ -84,9 +90,10 @@ class StoredValueDebitRequested(EventPayload):
 
 @event(type="payments.payment.credit_requested", version=1)
 class StoredValueCreditRequested(EventPayload):
-    """A refund of a stored-value payment: members puts ``amount`` back on the account it
+    """A refund of a stored-value or points payment: members puts ``amount`` back where it
     came from, once per ``refund_id``, and answers with ``members.stored_value.refunded``."""
 
+    tender: MemberTender = "stored_value"
     refund_id: UUID
     payment_id: UUID
     member_id: UUID

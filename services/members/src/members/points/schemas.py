@@ -34,9 +34,10 @@ class PointsRuleOut(BaseModel):
 class PointsEntryOut(BaseModel):
     id: uuid.UUID
     order_id: uuid.UUID
-    kind: Literal["award", "reversal"]
+    kind: Literal["award", "reversal", "redemption", "redemption_refund"]
     refund_id: uuid.UUID | None
-    points: int = Field(description="Signed: negative for a reversal.")
+    payment_id: uuid.UUID | None = Field(description="The payment points paid (redemptions).")
+    points: int = Field(description="Signed: negative for a reversal or a redemption.")
     balance_after: int
     created_at: datetime
 
@@ -46,7 +47,8 @@ class PointsEntryOut(BaseModel):
             id=e.id,
             order_id=e.order_id,
             kind=e.kind,
-            refund_id=e.source_id if e.kind == "reversal" else None,
+            refund_id=e.source_id if e.kind in ("reversal", "redemption_refund") else None,
+            payment_id=e.source_id if e.kind == "redemption" else None,
             points=e.points,
             balance_after=e.balance_after,
             created_at=e.created_at,

@@ -92,6 +92,8 @@ class StoredValueDebit(Base):
     payment_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
     member_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    #: stored_value or points.
+    tender: Mapped[str] = mapped_column(sa.Text, default="stored_value")
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     #: debited or refused.
@@ -99,15 +101,20 @@ class StoredValueDebit(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     principal: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     bonus: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    #: Points redeemed (``tender = points``).
+    points: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     refunded_principal: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     refunded_bonus: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    refunded_points: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    #: Money refunded so far, whatever the tender.
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('debited', 'refused')", name="ck_stored_value_debits"),
+        sa.CheckConstraint("refunded_amount <= amount", name="ck_stored_value_debits_refunded"),
         sa.CheckConstraint(
-            "refunded_principal + refunded_bonus <= amount",
-            name="ck_stored_value_debits_refunded",
+            "tender IN ('stored_value', 'points')", name="ck_stored_value_debits_tender"
         ),
     )
 
@@ -133,4 +140,20 @@ class BonusRule(Base):
         ),
         sa.CheckConstraint("threshold > 0", name="ck_stored_value_bonus_rules_threshold"),
         sa.CheckConstraint("bonus >= 0", name="ck_stored_value_bonus_rules_bonus"),
+    )
+
+
+class PointsTenderRate(Base):
+    """How many points pay one major unit (1 yuan = 100 minor units) when points are a
+    tender. Absent: points do not pay."""
+
+    __tablename__ = "points_tender_rates"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True)
+    points_per_unit: Mapped[int] = mapped_column(sa.Integer)
+    version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)
+
+    __table_args__ = (
+        sa.CheckConstraint("points_per_unit > 0", name="ck_points_tender_rates_positive"),
     )

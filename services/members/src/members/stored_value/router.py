@@ -20,6 +20,8 @@ from members.stored_value.schemas import (
     BonusRuleUpdate,
     LedgerEntryOut,
     LedgerKind,
+    PointsRateOut,
+    PointsRateUpdate,
     RechargeOut,
     RechargePreview,
     StoredValueBalance,
@@ -119,6 +121,35 @@ async def delete_bonus_rule(
 ) -> Response:
     await service.delete_bonus_rule(session, principal.merchant_id, rule_id, version=version)
     return Response(status_code=204)
+
+
+@router.get(
+    "/v1/stored-value/points-rate",
+    responses=problem_responses(401),
+    summary="Whether points pay as a tender, and at what rate",
+)
+async def get_points_rate(session: SessionDep, principal: PrincipalDep) -> PointsRateOut:
+    rate = await service.points_rate(session, principal.merchant_id)
+    if rate is None:
+        return PointsRateOut(accepted=False, points_per_unit=None, version=0)
+    return PointsRateOut(accepted=True, points_per_unit=rate.points_per_unit, version=rate.version)
+
+
+@router.put(
+    "/v1/stored-value/points-rate",
+    responses=problem_responses(401, 403, 409, 422),
+    summary="Let points pay, at this rate (applies to payments debited from now on)",
+)
+async def put_points_rate(
+    body: PointsRateUpdate, session: SessionDep, principal: ManageSettings
+) -> PointsRateOut:
+    rate = await service.set_points_rate(
+        session,
+        principal.merchant_id,
+        points_per_unit=body.points_per_unit,
+        version=body.version,
+    )
+    return PointsRateOut(accepted=True, points_per_unit=rate.points_per_unit, version=rate.version)
 
 
 @router.get(

@@ -105,3 +105,23 @@ class RechargeOut(BaseModel):
     amount: Money
     bonus: Money
     created_at: datetime
+
+
+class PointsRateUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points_per_unit: int = Field(
+        ge=1, le=1_000_000, strict=True, description="Points that pay one yuan (100 fen)."
+    )
+    version: int | None = Field(
+        default=None, ge=0, description="The version read (0 before the first change)."
+    )
+
+
+class PointsRateOut(BaseModel):
+    """Whether points pay, and at what rate: an amount costs
+    ``ceil(amount * points_per_unit / 100)`` points."""
+
+    accepted: bool
+    points_per_unit: int | None
+    version: int

@@ -19,6 +19,13 @@ of the change.
   ``R`` principal, so partial refunds in any number return exactly ``P`` and ``B`` once the
   whole spend is refunded. Keyed by the refund id.
 
+* **Points as a tender** (``tender: points``): at the merchant's rate (``points_per_unit``
+  points pay one major unit, 1 yuan), an amount costs ``ceil(amount * points_per_unit /
+  100)`` points (rounded up: points never pay for more than they are worth). Refused with
+  ``points_not_accepted`` when no rate is set, ``insufficient_points`` when short. The points
+  ledger books a ``redemption``; a refund gives back ``floor(points * R / A)`` in all after
+  refunds of ``R`` out of ``A`` (all of them once fully refunded) as ``redemption_refund``.
+
 The balance (``principal + bonus``) always equals the sum of the member's ledger; every
 event is applied within the envelope's merchant only.
 """
@@ -50,9 +57,10 @@ from contracts.events.payments import (
 from contracts.ids import new_id
 from contracts.money import Money
 from contracts.registry import make_envelope
-from members.models import Member
+from members.models import Member, PointsEntry
 from members.stored_value.models import (
     BonusRule,
+    PointsTenderRate,
     StoredValueAccount,
     StoredValueDebit,
     StoredValueEntry,
@@ -65,6 +73,8 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "members"
 INSUFFICIENT_BALANCE = "insufficient_balance"
+INSUFFICIENT_POINTS = "insufficient_points"
+POINTS_NOT_ACCEPTED = "points_not_accepted"
 MEMBER_NOT_FOUND = "member_not_found"
 CURRENCY_MISMATCH = "currency_mismatch"
 
@@ -404,6 +414,8 @@ async def debit_for_payment(session: AsyncSession, envelope: EventEnvelope) -> s
     if merchant_id is None:
         log.warning("debit request %s without a merchant: ignored", request.payment_id)
         return "refused"
+    if request.tender == "points":
+        return await _debit_points(session, envelope, request, merchant_id)
     member = await _member(session, merchant_id, request.member_id)
     account = await _locked_account(session, member) if member is not None else None
     if await _decided(session, merchant_id, request.payment_id) is not None:
@@ -435,10 +447,14 @@ async def debit_for_payment(session: AsyncSession, envelope: EventEnvelope) -> s
             amount=amount.amount,
             status="refused" if reason else "debited",
             reason=reason,
+            tender="stored_value",
             principal=from_principal,
             bonus=from_bonus,
+            points=0,
             refunded_principal=0,
             refunded_bonus=0,
+            refunded_points=0,
+            refunded_amount=0,
         )
         .on_conflict_do_nothing()
         .returning(StoredValueDebit.payment_id)
@@ -494,6 +510,8 @@ async def credit_refund(session: AsyncSession, envelope: EventEnvelope) -> str:
     ``duplicate`` or ``unknown`` (no debit of that payment here)."""
     request = StoredValueCreditRequested.model_validate(envelope.payload)
     merchant_id = envelope.merchant_id
+    if request.tender == "points":
+        return await _credit_points(session, envelope, request)
     member = (
         await _member(session, merchant_id, request.member_id) if merchant_id is not None else None
     )
@@ -508,6 +526,7 @@ async def credit_refund(session: AsyncSession, envelope: EventEnvelope) -> str:
         or account is None
         or debit is None
         or debit.status != "debited"
+        or debit.tender != "stored_value"
         or debit.member_id != member.id
     ):
         log.error(
@@ -533,6 +552,7 @@ async def credit_refund(session: AsyncSession, envelope: EventEnvelope) -> str:
     )
     debit.refunded_principal += principal
     debit.refunded_bonus += bonus
+    debit.refunded_amount += principal + bonus
     await session.flush()
     currency = account.currency
     refunded = StoredValueRefunded(
@@ -543,6 +563,255 @@ async def credit_refund(session: AsyncSession, envelope: EventEnvelope) -> str:
         principal=Money.of(principal, currency),
         bonus=Money.of(bonus, currency),
         balance=Money.of(account.principal + account.bonus, currency),
+    )
+    await add_event(session, _caused(envelope, refunded, member.id))
+    return "refunded"
+
+
+# --- points as a tender --------------------------------------------------------------------
+
+
+async def points_rate(session: AsyncSession, merchant_id: uuid.UUID) -> PointsTenderRate | None:
+    return await session.get(PointsTenderRate, merchant_id, populate_existing=True)
+
+
+async def set_points_rate(
+    session: AsyncSession, merchant_id: uuid.UUID, *, points_per_unit: int, version: int | None
+) -> PointsTenderRate:
+    row = await session.get(PointsTenderRate, merchant_id, with_for_update=True)
+    current = row.version if row is not None else 0
+    if version is not None and version != current:
+        raise VersionMismatch(current_version=current)
+    if row is None:
+        inserted = await session.scalar(
+            pg_insert(PointsTenderRate)
+            .values(merchant_id=merchant_id, points_per_unit=points_per_unit, version=1)
+            .on_conflict_do_nothing()
+            .returning(PointsTenderRate.merchant_id)
+        )
+        if inserted is None:  # set concurrently
+            raise VersionMismatch()
+    else:
+        row.points_per_unit = points_per_unit
+        row.version += 1
+        row.updated_at = sa.func.now()
+        await session.flush()
+    rate = await points_rate(session, merchant_id)
+    assert rate is not None
+    return rate
+
+
+def points_for(amount: Money, points_per_unit: int) -> int:
+    """Points that pay ``amount``: rounded up, so points never pay for more than their worth."""
+    unit: int = 10**amount.exponent
+    needed: int = -(-amount.amount * points_per_unit // unit)
+    return needed
+
+
+async def _locked_member(
+    session: AsyncSession, merchant_id: uuid.UUID, member_id: uuid.UUID
+) -> Member | None:
+    # The same lock the points ledger takes for awards and reversals.
+    member: Member | None = await session.scalar(
+        scoped_to_merchant(sa.select(Member), Member, merchant_id)
+        .where(Member.id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return member
+
+
+async def _move_points(
+    session: AsyncSession,
+    member: Member,
+    *,
+    points: int,
+    kind: str,
+    source_id: uuid.UUID,
+    order_id: uuid.UUID,
+    amount: Money,
+    event_id: uuid.UUID,
+) -> None:
+    """Move the (locked) member's points by ``points`` (conditional: never below zero) and
+    book the entry in the points ledger."""
+    moved = await session.execute(
+        sa.update(Member)
+        .where(Member.id == member.id, Member.points_balance + points >= 0)
+        .values(points_balance=Member.points_balance + points)
+        .returning(Member.points_balance)
+        .execution_options(synchronize_session=False)
+    )
+    balance = moved.scalar_one_or_none()
+    if balance is None:
+        raise LedgerConflict(f"member {member.id} cannot move by {points} points")
+    member.points_balance = int(balance)
+    inserted = await session.scalar(
+        pg_insert(PointsEntry)
+        .values(
+            id=new_id(),
+            merchant_id=member.merchant_id,
+            member_id=member.id,
+            order_id=order_id,
+            kind=kind,
+            source_id=source_id,
+            points=points,
+            balance_after=member.points_balance,
+            base_amount=amount.amount,
+            currency=amount.currency,
+            event_id=event_id,
+        )
+        .on_conflict_do_nothing()
+        .returning(PointsEntry.id)
+    )
+    if inserted is None:
+        raise LedgerConflict(f"{kind} {source_id} is already booked")
+
+
+async def _debit_points(
+    session: AsyncSession,
+    envelope: EventEnvelope,
+    request: StoredValueDebitRequested,
+    merchant_id: uuid.UUID,
+) -> str:
+    member = await _locked_member(session, merchant_id, request.member_id)
+    if await _decided(session, merchant_id, request.payment_id) is not None:
+        return "duplicate"
+    amount = request.amount
+    rate = await points_rate(session, merchant_id)
+    points = points_for(amount, rate.points_per_unit) if rate is not None else 0
+    reason: str | None = None
+    if member is None:
+        reason = MEMBER_NOT_FOUND
+    elif rate is None:
+        reason = POINTS_NOT_ACCEPTED
+    elif amount.amount <= 0 or member.points_balance < points:
+        reason = INSUFFICIENT_POINTS
+    recorded = await session.scalar(
+        pg_insert(StoredValueDebit)
+        .values(
+            merchant_id=merchant_id,
+            payment_id=request.payment_id,
+            member_id=request.member_id,
+            order_id=request.order_id,
+            tender="points",
+            currency=amount.currency,
+            amount=amount.amount,
+            status="refused" if reason else "debited",
+            reason=reason,
+            principal=0,
+            bonus=0,
+            points=0 if reason else points,
+            refunded_principal=0,
+            refunded_bonus=0,
+            refunded_points=0,
+            refunded_amount=0,
+        )
+        .on_conflict_do_nothing()
+        .returning(StoredValueDebit.payment_id)
+    )
+    if recorded is None:
+        return "duplicate"
+    if reason is not None:
+        refusal = StoredValueDebitRefused(
+            tender="points",
+            member_id=request.member_id,
+            payment_id=request.payment_id,
+            amount=amount,
+            reason=reason,
+        )
+        await add_event(session, _caused(envelope, refusal, request.member_id))
+        return "refused"
+    assert member is not None
+    await _move_points(
+        session,
+        member,
+        points=-points,
+        kind="redemption",
+        source_id=request.payment_id,
+        order_id=request.order_id,
+        amount=amount,
+        event_id=envelope.event_id,
+    )
+    zero = Money.zero(amount.currency)
+    debited = StoredValueDebited(
+        tender="points",
+        member_id=member.id,
+        payment_id=request.payment_id,
+        amount=amount,
+        principal=zero,
+        bonus=zero,
+        points=points,
+        points_balance=member.points_balance,
+    )
+    await add_event(session, _caused(envelope, debited, member.id))
+    return "debited"
+
+
+async def _credit_points(
+    session: AsyncSession, envelope: EventEnvelope, request: StoredValueCreditRequested
+) -> str:
+    merchant_id = envelope.merchant_id
+    member = (
+        await _locked_member(session, merchant_id, request.member_id)
+        if merchant_id is not None
+        else None
+    )
+    debit = (
+        await _decided(session, merchant_id, request.payment_id, lock=True)
+        if merchant_id is not None
+        else None
+    )
+    if (
+        member is None
+        or debit is None
+        or debit.status != "debited"
+        or debit.tender != "points"
+        or debit.member_id != member.id
+    ):
+        log.error(
+            "refund %s of payment %s: no points redemption of member %s to give back",
+            request.refund_id,
+            request.payment_id,
+            request.member_id,
+        )
+        return "unknown"
+    already = await session.scalar(
+        sa.select(PointsEntry.id).where(
+            PointsEntry.member_id == member.id,
+            PointsEntry.kind == "redemption_refund",
+            PointsEntry.source_id == request.refund_id,
+        )
+    )
+    if already is not None:
+        return "duplicate"
+    after = min(debit.amount, debit.refunded_amount + max(request.amount.amount, 0))
+    points_total = debit.points * after // debit.amount if debit.amount else 0
+    points = points_total - debit.refunded_points
+    money = after - debit.refunded_amount
+    await _move_points(
+        session,
+        member,
+        points=points,
+        kind="redemption_refund",
+        source_id=request.refund_id,
+        order_id=debit.order_id,
+        amount=Money.of(money, debit.currency),
+        event_id=envelope.event_id,
+    )
+    debit.refunded_points += points
+    debit.refunded_amount = after
+    await session.flush()
+    zero = Money.zero(debit.currency)
+    refunded = StoredValueRefunded(
+        tender="points",
+        member_id=member.id,
+        payment_id=request.payment_id,
+        refund_id=request.refund_id,
+        amount=Money.of(money, debit.currency),
+        principal=zero,
+        bonus=zero,
+        points=points,
+        points_balance=member.points_balance,
     )
     await add_event(session, _caused(envelope, refunded, member.id))
     return "refunded"

@@ -107,6 +107,7 @@ async def debit_requested(session: AsyncSession, payment: Payment) -> None:
     assert payment.member_id is not None
     assert payment.order_id is not None
     event = StoredValueDebitRequested(
+        tender="points" if payment.method == "points" else "stored_value",
         payment_id=payment.id,
         member_id=payment.member_id,
         order_id=payment.order_id,
@@ -121,6 +122,7 @@ async def credit_requested(session: AsyncSession, payment: Payment, refund: Refu
     assert payment.member_id is not None
     assert payment.order_id is not None
     event = StoredValueCreditRequested(
+        tender="points" if payment.method == "points" else "stored_value",
         refund_id=refund.id,
         payment_id=payment.id,
         member_id=payment.member_id,

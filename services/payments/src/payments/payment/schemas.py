@@ -12,7 +12,9 @@ from contracts.events.orders import ReturnedLine
 from contracts.money import Money
 from payments.models import Payment, Refund
 
-PaymentMethod = Literal["cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value"]
+PaymentMethod = Literal[
+    "cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value", "points"
+]
 PaymentStatus = Literal["pending", "succeeded", "failed", "partially_refunded", "refunded"]
 PaymentPurpose = Literal["order", "stored_value_recharge"]
 
@@ -28,7 +30,8 @@ class PaymentCreate(BaseModel):
     order_id: uuid.UUID | None = Field(default=None, description="Required to pay an order.")
     member_id: uuid.UUID | None = Field(
         default=None,
-        description="The member recharged, or whose stored value pays (``stored_value``).",
+        description="The member recharged, or whose stored value or points pay "
+        "(``stored_value``, ``points``).",
     )
     store_id: uuid.UUID | None = Field(
         default=None, description="Recharges only: the store taking the money."

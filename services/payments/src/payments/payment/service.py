@@ -273,7 +273,7 @@ async def create_payment(
         payment = await stored_value.open_recharge(
             database, session, principal, body, payment_id, providers=providers, settings=settings
         )
-    elif body.method == stored_value.STORED_VALUE:
+    elif body.method in stored_value.MEMBER_TENDERS:
         return await _take_stored_value(database, session, principal, body, payment_id, orders), []
     elif body.method == CASH:
         return await _take_cash(database, session, principal, body, payment_id, orders), []

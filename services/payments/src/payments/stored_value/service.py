@@ -37,6 +37,9 @@ from servicekit.errors import FieldError, ValidationFailed
 #: The provider name of payments members carries out (stored value).
 MEMBERS = "members"
 STORED_VALUE = "stored_value"
+POINTS = "points"
+#: Methods members carries out: the stored-value account, and points at the merchant's rate.
+MEMBER_TENDERS = (STORED_VALUE, POINTS)
 RECHARGE = "stored_value_recharge"
 ORDER = "order"
 
@@ -55,24 +58,26 @@ def check_request(principal: Principal, body: PaymentCreate) -> None:
             errors.append(FieldError("member_id", "missing", "The member to recharge."))
         if body.store_id is None:
             errors.append(FieldError("store_id", "missing", "The store taking the money."))
-        if body.method == STORED_VALUE:
+        if body.method in MEMBER_TENDERS:
             errors.append(
-                FieldError("method", "not_for_recharge", "Stored value cannot recharge itself.")
+                FieldError("method", "not_for_recharge", "Stored value or points cannot recharge.")
             )
     else:
         if body.order_id is None:
             errors.append(FieldError("order_id", "missing", "The order to pay."))
         if body.store_id is not None:
             errors.append(FieldError("store_id", "not_applicable", "The order's store is used."))
-        if body.method == STORED_VALUE and body.member_id is None:
-            errors.append(FieldError("member_id", "missing", "Whose stored value pays."))
-        if body.method != STORED_VALUE and body.member_id is not None:
+        if body.method in MEMBER_TENDERS and body.member_id is None:
+            errors.append(FieldError("member_id", "missing", "Whose stored value or points pay."))
+        if body.method not in MEMBER_TENDERS and body.member_id is not None:
             errors.append(
-                FieldError("member_id", "not_applicable", "Only stored value names a member.")
+                FieldError(
+                    "member_id", "not_applicable", "Only stored value and points name a member."
+                )
             )
-    if body.method == STORED_VALUE and body.tendered is not None:
+    if body.method in MEMBER_TENDERS and body.tendered is not None:
         errors.append(FieldError("tendered", "cash_only", "Only cash carries a tendered amount."))
-    if body.method == STORED_VALUE and body.sandbox is not None:
+    if body.method in MEMBER_TENDERS and body.sandbox is not None:
         errors.append(
             FieldError("sandbox", "sandbox_not_applicable", "Stored value is not sandboxed.")
         )
@@ -175,8 +180,8 @@ async def open_debit(
     order_store: uuid.UUID,
     payment_id: uuid.UUID,
 ) -> Payment:
-    """The pending stored-value payment of an order the caller checked and locked, and its
-    debit request to members, in the same transaction."""
+    """The pending stored-value (or points) payment of an order the caller checked and
+    locked, and its debit request to members, in the same transaction."""
     assert body.order_id is not None
     assert body.member_id is not None
     payment = Payment(
@@ -186,7 +191,7 @@ async def open_debit(
         order_id=body.order_id,
         purpose=ORDER,
         member_id=body.member_id,
-        method=STORED_VALUE,
+        method=body.method,
         provider=MEMBERS,
         status="pending",
         currency=body.amount.currency,

@@ -1,5 +1,6 @@
 """Stored value: accounts (principal and bonus), their append-only ledger, the decision on
-each payment's debit, and recharge bonus tiers.
+each payment's debit, recharge bonus tiers; points as a tender (a rate per merchant, and
+redemptions in the points ledger).
 
 Revision ID: 0005_members_stored_value
 Revises: 0004_outbox_delivery_tracking
@@ -15,6 +16,8 @@ revision: str = "0005_members_stored_value"
 down_revision: str | None = "0004_outbox_delivery_tracking"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+POINTS_KINDS = "('award', 'reversal', 'redemption', 'redemption_refund')"
 
 
 def _now() -> sa.Column:  # type: ignore[type-arg]
@@ -81,22 +84,43 @@ def upgrade() -> None:
         sa.Column("payment_id", sa.UUID(), nullable=False),
         sa.Column("member_id", sa.UUID(), nullable=False),
         sa.Column("order_id", sa.UUID(), nullable=False),
+        sa.Column("tender", sa.Text(), nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("principal", sa.BigInteger(), nullable=False),
         sa.Column("bonus", sa.BigInteger(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
         sa.Column("refunded_principal", sa.BigInteger(), nullable=False),
         sa.Column("refunded_bonus", sa.BigInteger(), nullable=False),
+        sa.Column("refunded_points", sa.BigInteger(), nullable=False),
+        sa.Column("refunded_amount", sa.BigInteger(), nullable=False),
         _now(),
         sa.PrimaryKeyConstraint("merchant_id", "payment_id"),
         sa.CheckConstraint("status IN ('debited', 'refused')", name="ck_stored_value_debits"),
+        sa.CheckConstraint("refunded_amount <= amount", name="ck_stored_value_debits_refunded"),
         sa.CheckConstraint(
-            "refunded_principal + refunded_bonus <= amount",
-            name="ck_stored_value_debits_refunded",
+            "tender IN ('stored_value', 'points')", name="ck_stored_value_debits_tender"
         ),
     )
+    op.create_table(
+        "points_tender_rates",
+        sa.Column("merchant_id", sa.UUID(), primary_key=True),
+        sa.Column("points_per_unit", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint("points_per_unit > 0", name="ck_points_tender_rates_positive"),
+    )
+    # Points pay too: a redemption takes them for a payment, a redemption refund gives its
+    # share back.
+    op.drop_constraint("ck_points_ledger_kind", "points_ledger", type_="check")
+    op.create_check_constraint("ck_points_ledger_kind", "points_ledger", f"kind IN {POINTS_KINDS}")
     op.create_table(
         "stored_value_bonus_rules",
         sa.Column("id", sa.UUID(), primary_key=True),
@@ -121,6 +145,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM points_ledger WHERE kind NOT IN ('award', 'reversal')")
+    op.drop_constraint("ck_points_ledger_kind", "points_ledger", type_="check")
+    op.create_check_constraint(
+        "ck_points_ledger_kind", "points_ledger", "kind IN ('award', 'reversal')"
+    )
+    op.drop_table("points_tender_rates")
     op.drop_table("stored_value_bonus_rules")
     op.drop_table("stored_value_debits")
     op.drop_index("ix_stored_value_ledger_payment", table_name="stored_value_ledger")
