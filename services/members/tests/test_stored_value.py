@@ -508,3 +508,36 @@ async def test_concurrent_points_spends_never_go_below_zero(harness: Harness) ->
     outcomes = sorted(await asyncio.gather(till(), till(), till()))
     assert outcomes == ["debited", "refused", "refused"]
     assert await points_balance(harness, merchant, member["id"]) == 9
+
+
+class _Crash(Exception):
+    """The process dies after the handler's work, before its transaction commits."""
+
+
+async def test_a_crash_before_commit_leaves_nothing_and_the_redelivery_debits_once(
+    harness: Harness,
+) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    await apply(harness, recharge(merchant, member["id"], 1000))
+    spend = debit(merchant, member["id"], 600)
+    database = harness.app.state.database
+    outcomes: list[str] = []
+
+    async def crashing() -> None:
+        async with database.transaction() as session:
+            outcomes.append(await service.debit_for_payment(session, spend))
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        await crashing()
+    assert outcomes == ["debited"]
+    assert (await account(harness, merchant, member["id"]))["account"]["balance"]["amount"] == 1000
+    assert answers(harness, member["id"], spend.aggregate_id) == []
+
+    await apply(harness, spend)  # the broker delivers it again
+    await apply(harness, spend)
+    body = await account(harness, merchant, member["id"])
+    assert body["account"]["balance"]["amount"] == 400
+    assert len(answers(harness, member["id"], spend.aggregate_id)) == 1
+    await assert_balanced(harness, member["id"])

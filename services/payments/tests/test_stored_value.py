@@ -405,14 +405,7 @@ async def test_reconciler_never_fails_a_payment_members_holds(harness: Harness) 
     )
     assert report.failed == 0
     assert (await harness.get(merchant, payment["id"]))["status"] == "pending"
-    async with harness.app.state.database.transaction() as session:
-        written = list(
-            await session.scalars(
-                sa.text("SELECT type FROM outbox WHERE aggregateid = :id ORDER BY seq"),
-                {"id": payment["id"]},
-            )
-        )
-    assert written == ["payments.payment.debit_requested"]
+    assert await _outbox_types(harness, payment["id"]) == ["payments.payment.debit_requested"]
 
 
 async def test_points_pay_through_members_like_stored_value(harness: Harness) -> None:
@@ -459,3 +452,66 @@ async def test_points_pay_through_members_like_stored_value(harness: Harness) ->
     events = await harness.wait_events(payment["id"], 3)
     assert events[-1]["type"] == "payments.payment.credit_requested"
     assert events[-1]["payload"]["tender"] == "points"
+
+
+async def _forget_stored_answer(harness: Harness, key: str) -> None:
+    """What a crash between the business commit and the stored answer leaves behind."""
+    async with harness.app.state.database.transaction() as session:
+        await session.execute(sa.text("DELETE FROM idempotency_keys WHERE key = :k"), {"k": key})
+
+
+async def _outbox_types(harness: Harness, payment_id: str) -> list[str]:
+    async with harness.app.state.database.transaction() as session:
+        return list(
+            await session.scalars(
+                sa.text("SELECT type FROM outbox WHERE aggregateid = :id ORDER BY seq"),
+                {"id": payment_id},
+            )
+        )
+
+
+async def test_retries_whose_answers_were_lost_ask_members_once(harness: Harness) -> None:
+    merchant, member = new_id(), new_id()
+    order_id, _ = await harness.place_order(merchant, 2000)
+    body = {
+        "order_id": str(order_id),
+        "method": "stored_value",
+        "member_id": str(member),
+        "amount": cny(2000),
+    }
+    first = await harness.pay(merchant, body, key="till-9-0001")
+    assert first.status_code == 201, first.text
+    await _forget_stored_answer(harness, "till-9-0001")
+    retry = await harness.pay(merchant, body, key="till-9-0001")
+    assert retry.status_code == 201, retry.text
+    payment_id = first.json()["id"]
+    assert retry.json()["id"] == payment_id
+    assert await _outbox_types(harness, payment_id) == ["payments.payment.debit_requested"]
+
+    await applied(
+        harness,
+        await answer(
+            harness,
+            StoredValueDebited(
+                member_id=member,
+                payment_id=uuid.UUID(payment_id),
+                amount=Money.of(2000, "CNY"),
+                principal=Money.of(2000, "CNY"),
+                bonus=Money.of(0, "CNY"),
+                balance=Money.of(0, "CNY"),
+            ),
+            merchant,
+        ),
+    )
+    url = f"/v1/payments/{payment_id}/refunds"
+    headers = {"Idempotency-Key": "refund-9-0001", **harness.token(merchant)}
+    refund = await harness.client.post(url, json={"amount": cny(500)}, headers=headers)
+    assert refund.status_code == 201, refund.text
+    await _forget_stored_answer(harness, "refund-9-0001")
+    again = await harness.client.post(url, json={"amount": cny(500)}, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == refund.json()["id"]
+    assert (await harness.get(merchant, payment_id))["refunded"] == cny(500)
+    assert (await _outbox_types(harness, payment_id)).count(
+        "payments.payment.credit_requested"
+    ) == 1

@@ -158,7 +158,8 @@ async def refund_payment(
             return refund
         async with database.transaction() as opening:
             existing = await _open(opening, principal, payment, refund_id, body)
-    if existing.status != "pending":
+    if existing.status != "pending" or payment.provider == MEMBERS:
+        # Members' credit request went out with the refund: its answer settles it.
         return existing
     result = await ask_provider(providers, payment, existing)
     return await apply_result(session, existing.id, result)
