@@ -98,9 +98,22 @@ async def apply(harness: Harness, envelope: EventEnvelope) -> None:
     await harness.processed(envelope)
 
 
-def answers(harness: Harness, member_id: str, payment_id: uuid.UUID) -> list[dict[str, Any]]:
+async def written(harness: Harness, member_id: str) -> list[dict[str, Any]]:
+    """Members' events about a member, from the outbox the handler's transaction wrote (the
+    relay publishes them a moment later)."""
+    async with harness.app.state.database.transaction() as session:
+        rows = await session.scalars(
+            sa.text("SELECT payload FROM outbox WHERE aggregateid = :member ORDER BY seq"),
+            {"member": member_id},
+        )
+        return [dict(row) for row in rows if row["type"].startswith(TOPIC)]
+
+
+async def answers(harness: Harness, member_id: str, payment_id: uuid.UUID) -> list[dict[str, Any]]:
     return [
-        e for e in harness.events(TOPIC, member_id) if e["payload"]["payment_id"] == str(payment_id)
+        e
+        for e in await written(harness, member_id)
+        if e["payload"].get("payment_id") == str(payment_id)
     ]
 
 
@@ -229,7 +242,9 @@ async def test_recharge_credits_principal_and_bonus_once(harness: Harness) -> No
     assert body["account"]["bonus"]["amount"] == 3000
     assert body["account"]["balance"]["amount"] == 33000
     assert [e["kind"] for e in body["items"]] == ["recharge", "bonus", "recharge"]
-    recharged = [e for e in harness.events(TOPIC, member["id"]) if e["type"].endswith(".recharged")]
+    recharged = [
+        e for e in await written(harness, member["id"]) if e["type"].endswith(".recharged")
+    ]
     assert len(recharged) == 2
     assert recharged[0]["payload"]["bonus"]["amount"] == 3000
     history = await harness.client.get(
@@ -247,7 +262,7 @@ async def test_recharge_for_another_merchants_member_is_refused(harness: Harness
     member = await new_member(harness, owner)
     envelope = recharge(intruder, member["id"], 10000)
     await apply(harness, envelope)
-    refused = answers(harness, member["id"], envelope.aggregate_id)
+    refused = await answers(harness, member["id"], envelope.aggregate_id)
     assert [e["type"] for e in refused] == ["members.stored_value.recharge_refused"]
     assert refused[0]["payload"]["reason"] == "member_not_found"
     assert (await account(harness, owner, member["id"]))["account"] is None
@@ -264,7 +279,7 @@ async def test_spend_principal_first_refuse_when_short_and_decide_once(
     spend = debit(merchant, member["id"], 11000)
     await apply(harness, spend)
     await apply(harness, spend.model_copy(update={"event_id": new_id()}))
-    debited = answers(harness, member["id"], spend.aggregate_id)
+    debited = await answers(harness, member["id"], spend.aggregate_id)
     assert [e["type"] for e in debited] == ["members.stored_value.debited"]
     assert debited[0]["payload"]["principal"]["amount"] == 10000
     assert debited[0]["payload"]["bonus"]["amount"] == 1000
@@ -272,12 +287,12 @@ async def test_spend_principal_first_refuse_when_short_and_decide_once(
 
     short = debit(merchant, member["id"], 1001)
     await apply(harness, short)
-    refused = answers(harness, member["id"], short.aggregate_id)
+    refused = await answers(harness, member["id"], short.aggregate_id)
     assert [e["payload"].get("reason") for e in refused] == ["insufficient_balance"]
     # The refusal stands even if money arrives before the request is delivered again.
     await apply(harness, recharge(merchant, member["id"], 5000))
     await apply(harness, short.model_copy(update={"event_id": new_id()}))
-    assert len(answers(harness, member["id"], short.aggregate_id)) == 1
+    assert len(await answers(harness, member["id"], short.aggregate_id)) == 1
 
     body = await account(harness, merchant, member["id"])
     assert body["account"]["principal"]["amount"] == 5000
@@ -302,7 +317,7 @@ async def test_refunds_return_each_part_where_it_came_from(harness: Harness) -> 
     await apply(harness, second)
     refunds = [
         e
-        for e in answers(harness, member["id"], payment_id)
+        for e in await answers(harness, member["id"], payment_id)
         if e["type"] == "members.stored_value.refunded"
     ]
     assert len(refunds) == 2
@@ -326,7 +341,7 @@ async def test_refunds_return_each_part_where_it_came_from(harness: Harness) -> 
     # A refund of a payment members never debited gives nothing and answers nothing.
     stray = credit(merchant, member["id"], new_id(), 100)
     await apply(harness, stray)
-    assert answers(harness, member["id"], stray.aggregate_id) == []
+    assert await answers(harness, member["id"], stray.aggregate_id) == []
 
 
 async def test_debit_for_another_merchants_member_is_refused(harness: Harness) -> None:
@@ -335,7 +350,7 @@ async def test_debit_for_another_merchants_member_is_refused(harness: Harness) -
     await apply(harness, recharge(owner, member["id"], 10000))
     envelope = debit(intruder, member["id"], 100)
     await apply(harness, envelope)
-    refused = answers(harness, member["id"], envelope.aggregate_id)
+    refused = await answers(harness, member["id"], envelope.aggregate_id)
     assert [e["payload"]["reason"] for e in refused] == ["member_not_found"]
     assert (await account(harness, owner, member["id"]))["account"]["balance"]["amount"] == 10000
     for path in ("stored-value", "stored-value/recharges"):
@@ -431,7 +446,8 @@ async def test_points_pay_at_the_merchants_rate_and_come_back_on_refund(
     before_rate = points_debit(merchant, member["id"], 100)
     await apply(harness, before_rate)
     assert [
-        e["payload"]["reason"] for e in answers(harness, member["id"], before_rate.aggregate_id)
+        e["payload"]["reason"]
+        for e in await answers(harness, member["id"], before_rate.aggregate_id)
     ] == ["points_not_accepted"]
 
     rate = await harness.client.put(
@@ -456,15 +472,15 @@ async def test_points_pay_at_the_merchants_rate_and_come_back_on_refund(
     spend = points_debit(merchant, member["id"], 301)
     await apply(harness, spend)
     await apply(harness, spend.model_copy(update={"event_id": new_id()}))
-    debited = answers(harness, member["id"], spend.aggregate_id)
+    debited = await answers(harness, member["id"], spend.aggregate_id)
     assert len(debited) == 1
     assert debited[0]["payload"]["tender"] == "points"
     assert (debited[0]["payload"]["points"], debited[0]["payload"]["points_balance"]) == (31, 19)
     short = points_debit(merchant, member["id"], 200)  # 20 points, 19 left
     await apply(harness, short)
-    assert [e["payload"]["reason"] for e in answers(harness, member["id"], short.aggregate_id)] == [
-        "insufficient_points"
-    ]
+    assert [
+        e["payload"]["reason"] for e in await answers(harness, member["id"], short.aggregate_id)
+    ] == ["insufficient_points"]
 
     first = points_credit(merchant, member["id"], spend.aggregate_id, 150)
     await apply(harness, first)
@@ -472,7 +488,7 @@ async def test_points_pay_at_the_merchants_rate_and_come_back_on_refund(
     await apply(harness, points_credit(merchant, member["id"], spend.aggregate_id, 151))
     back = [
         e["payload"]["points"]
-        for e in answers(harness, member["id"], spend.aggregate_id)
+        for e in await answers(harness, member["id"], spend.aggregate_id)
         if e["type"] == "members.stored_value.refunded"
     ]
     assert back == [15, 16]  # floor(31 * 150 / 301), then the rest
@@ -533,11 +549,54 @@ async def test_a_crash_before_commit_leaves_nothing_and_the_redelivery_debits_on
         await crashing()
     assert outcomes == ["debited"]
     assert (await account(harness, merchant, member["id"]))["account"]["balance"]["amount"] == 1000
-    assert answers(harness, member["id"], spend.aggregate_id) == []
+    assert await answers(harness, member["id"], spend.aggregate_id) == []
 
     await apply(harness, spend)  # the broker delivers it again
     await apply(harness, spend)
     body = await account(harness, merchant, member["id"])
     assert body["account"]["balance"]["amount"] == 400
-    assert len(answers(harness, member["id"], spend.aggregate_id)) == 1
+    assert len(await answers(harness, member["id"], spend.aggregate_id)) == 1
+    await assert_balanced(harness, member["id"])
+
+
+async def test_adjustments_correct_each_part_never_below_zero(harness: Harness) -> None:
+    merchant = new_id()
+    member = await new_member(harness, merchant)
+    url = f"/v1/members/{member['id']}/stored-value/adjustments"
+
+    async def adjust(principal: int, bonus: int, **headers: str) -> Any:
+        return await harness.client.post(
+            url,
+            json={
+                "principal": cny(principal).model_dump(),
+                "bonus": cny(bonus).model_dump(),
+                "note": "import fix",
+            },
+            headers={"Idempotency-Key": uuid.uuid4().hex, **harness.token(merchant), **headers},
+        )
+
+    credited = await adjust(5000, 500)
+    assert credited.status_code == 201, credited.text
+    assert credited.json()["kind"] == "adjustment"
+    assert credited.json()["note"] == "import fix"
+    too_much = await adjust(0, -501)
+    assert too_much.status_code == 409
+    assert too_much.json()["code"] == "insufficient_balance"
+    nothing = await adjust(0, 0)
+    assert nothing.status_code == 422
+    taken = await adjust(-1000, -500)
+    assert taken.status_code == 201, taken.text
+    cashier = await harness.client.post(
+        url,
+        json={"principal": cny(100).model_dump(), "bonus": cny(0).model_dump(), "note": "x"},
+        headers={
+            "Idempotency-Key": uuid.uuid4().hex,
+            **harness.token(merchant, frozenset({"orders:write", "members:write"})),
+        },
+    )
+    assert cashier.status_code == 403
+    body = await account(harness, merchant, member["id"])
+    assert (body["account"]["principal"]["amount"], body["account"]["bonus"]["amount"]) == (4000, 0)
+    adjusted = [e for e in await written(harness, member["id"]) if e["type"].endswith(".adjusted")]
+    assert len(adjusted) == 2
     await assert_balanced(harness, member["id"])

@@ -66,6 +66,10 @@ async def test_another_merchants_member_is_not_found_on_every_route(
             f"/v1/members/{member_id}/stored-value/recharges",
             None,
         ),
+        ("post", "/v1/members/{member_id}/stored-value/adjustments"): (
+            f"/v1/members/{member_id}/stored-value/adjustments",
+            {"principal": tier, "bonus": {"amount": 0, "currency": "CNY"}, "note": "gift"},
+        ),
         ("get", "/v1/stored-value/bonus-rules/{rule_id}"): (rule_url, None),
         ("put", "/v1/stored-value/bonus-rules/{rule_id}"): (
             rule_url,
@@ -87,7 +91,7 @@ async def test_another_merchants_member_is_not_found_on_every_route(
         response = await harness.client.request(
             method[0], url, json=body, headers=as_role(harness, role, intruder)
         )
-        if "bonus-rules" in url:
+        if "bonus-rules" in url or "adjustments" in url:
             may_write = role is Role.HQ_ADMIN or method[0] == "get"
         else:
             may_write = role is not Role.CASHIER or method[0] == "get"

@@ -160,3 +160,16 @@ class StoredValueRefunded(EventPayload):
     balance: Money | None = None
     points: int = Field(default=0, ge=0)
     points_balance: int | None = None
+
+
+@event(type="members.stored_value.adjusted", version=1)
+class StoredValueAdjusted(EventPayload):
+    """Staff corrected an account by hand (signed ``principal`` and ``bonus`` changes), with
+    the reason in ``note``; ``balance`` is the account's total after it."""
+
+    member_id: UUID
+    adjustment_id: UUID
+    principal: Money
+    bonus: Money
+    balance: Money
+    note: str

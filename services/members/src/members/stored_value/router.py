@@ -15,6 +15,7 @@ from members.member.service import get_member
 from members.stored_value import service
 from members.stored_value.models import StoredValueEntry
 from members.stored_value.schemas import (
+    AdjustmentCreate,
     BonusRuleCreate,
     BonusRuleOut,
     BonusRuleUpdate,
@@ -272,3 +273,20 @@ async def recharge_history(
         map=out,
         descending=True,
     )
+
+
+@router.post(
+    "/v1/members/{member_id}/stored-value/adjustments",
+    status_code=201,
+    dependencies=[Depends(Idempotency(required=True))],
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    summary="Correct a member's stored value by hand (signed changes, with a reason)",
+)
+async def adjust_stored_value(
+    member_id: uuid.UUID, body: AdjustmentCreate, session: SessionDep, principal: ManageSettings
+) -> LedgerEntryOut:
+    member = await get_member(session, principal.merchant_id, member_id)
+    entry = await service.adjust(
+        session, member, principal=body.principal, bonus=body.bonus, note=body.note
+    )
+    return LedgerEntryOut.of(entry)

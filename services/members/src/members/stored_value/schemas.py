@@ -71,6 +71,7 @@ class LedgerEntryOut(BaseModel):
     bonus: Money = Field(description="Signed: negative for a spend.")
     principal_after: Money
     bonus_after: Money
+    note: str | None = Field(description="The reason of an adjustment.")
     created_at: datetime
 
     @classmethod
@@ -88,6 +89,7 @@ class LedgerEntryOut(BaseModel):
             bonus=money(e.bonus),
             principal_after=money(e.principal_after),
             bonus_after=money(e.bonus_after),
+            note=e.note,
             created_at=e.created_at,
         )
 
@@ -125,3 +127,11 @@ class PointsRateOut(BaseModel):
     accepted: bool
     points_per_unit: int | None
     version: int
+
+
+class AdjustmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    principal: Money = Field(description="Signed change of the paid part.")
+    bonus: Money = Field(description="Signed change of the bonus part.")
+    note: str = Field(min_length=1, max_length=500, description="Why: kept in the ledger.")

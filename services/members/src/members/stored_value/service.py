@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
 from contracts.events.members import (
+    StoredValueAdjusted,
     StoredValueDebited,
     StoredValueDebitRefused,
     StoredValueRecharged,
@@ -66,7 +67,14 @@ from members.stored_value.models import (
     StoredValueEntry,
 )
 from servicekit.auth import scoped_to_merchant
-from servicekit.errors import Conflict, NotFound, VersionMismatch
+from servicekit.errors import (
+    Conflict,
+    FieldError,
+    IllegalState,
+    NotFound,
+    ValidationFailed,
+    VersionMismatch,
+)
 from servicekit.outbox import add_event
 
 log = logging.getLogger(__name__)
@@ -815,3 +823,72 @@ async def _credit_points(
     )
     await add_event(session, _caused(envelope, refunded, member.id))
     return "refunded"
+
+
+# --- adjustments ---------------------------------------------------------------------------
+
+
+async def adjust(
+    session: AsyncSession,
+    member: Member,
+    *,
+    principal: Money,
+    bonus: Money,
+    note: str,
+) -> StoredValueEntry:
+    """Correct an account by hand (an import's mistake, a goodwill credit): signed changes
+    of each part, never below zero (``409 insufficient_balance``), booked as an
+    ``adjustment`` with its reason."""
+    if principal.currency != bonus.currency:
+        raise ValidationFailed([FieldError("bonus.currency", "currency_mismatch", "Not the same.")])
+    if principal.amount == 0 and bonus.amount == 0:
+        raise ValidationFailed([FieldError("principal", "nothing_to_adjust", "Both are zero.")])
+    account = await _locked_account(session, member, create_in=principal.currency)
+    assert account is not None
+    if account.currency != principal.currency:
+        raise ValidationFailed(
+            [FieldError("principal.currency", "currency_mismatch", f"In {account.currency}.")]
+        )
+    if account.principal + principal.amount < 0 or account.bonus + bonus.amount < 0:
+        raise IllegalState(
+            INSUFFICIENT_BALANCE,
+            "The account does not hold what the adjustment takes.",
+            principal=Money.of(account.principal, account.currency).model_dump(mode="json"),
+            bonus=Money.of(account.bonus, account.currency).model_dump(mode="json"),
+        )
+    adjustment_id = new_id()
+    await _book(
+        session,
+        account,
+        kind="adjustment",
+        source_id=adjustment_id,
+        principal=principal.amount,
+        bonus=bonus.amount,
+        payment_id=None,
+        store_id=None,
+        event_id=None,
+        note=note,
+    )
+    entry = await session.scalar(
+        sa.select(StoredValueEntry).where(
+            StoredValueEntry.merchant_id == member.merchant_id,
+            StoredValueEntry.kind == "adjustment",
+            StoredValueEntry.source_id == adjustment_id,
+        )
+    )
+    assert entry is not None
+    adjusted = StoredValueAdjusted(
+        member_id=member.id,
+        adjustment_id=adjustment_id,
+        principal=principal,
+        bonus=bonus,
+        balance=Money.of(account.principal + account.bonus, account.currency),
+        note=note,
+    )
+    await add_event(
+        session,
+        make_envelope(
+            adjusted, producer=PRODUCER, aggregate_id=member.id, merchant_id=member.merchant_id
+        ),
+    )
+    return entry
