@@ -129,6 +129,13 @@ async def test_cash_recharge_is_not_a_sale(harness: Harness) -> None:
     )
     assert figures.status_code == 200, figures.text
     assert figures.json()["currencies"] == []
+    exported = await harness.client.get(
+        "/v1/payments/export",
+        params={"purpose": "stored_value_recharge", "member_id": str(member), "lang": "en"},
+        headers=harness.token(merchant, frozenset({"reports:read"})),
+    )
+    assert exported.status_code == 200, exported.text
+    assert body["id"] in exported.text
 
     refund = await harness.client.post(
         f"/v1/payments/{body['id']}/refunds",
