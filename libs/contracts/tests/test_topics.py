@@ -33,6 +33,7 @@ EXPECTED_EVENT_TOPICS = {
     "members.member": "members",
     "members.points": "members",
     "members.coupon": "members",
+    "members.stored_value": "members",
     "payments.payment": "payments",
     "devices.device": "device-gateway",
     "devices.print_job": "device-gateway",

@@ -69,7 +69,9 @@ async def test_access_token_carries_the_claims_servicekit_expects(api: Api) -> N
     cashier = await api.staff(tenant, tenant.admin, "cashier", store_id=tenant.store["id"])
     cashier_claims = _claims(cashier.access)
     assert cashier_claims["sto"] == [tenant.store["id"]]
-    assert cashier_claims["scp"] == "devices:operate orders:write"
+    assert (
+        cashier_claims["scp"] == "devices:operate members:write orders:write stored_value:recharge"
+    )
 
 
 async def test_store_code_alone_signs_in(api: Api) -> None:

@@ -94,6 +94,14 @@ async def test_another_merchants_member_is_not_found_on_every_route(
     )
     assert rule.status_code == 201, rule.text
     the_coupon = f"/v1/members/{member_id}/coupons/{coupon_id}"
+    tier = {"amount": 10000, "currency": "CNY"}
+    created_rule = await harness.client.post(
+        "/v1/stored-value/bonus-rules",
+        json={"threshold": tier, "bonus": tier},
+        headers=owner_headers,
+    )
+    assert created_rule.status_code == 201, created_rule.text
+    rule_url = f"/v1/stored-value/bonus-rules/{created_rule.json()['id']}"
     # Each route with the scope it needs beyond a valid token (None: any staff member).
     requests: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {
         ("get", "/v1/members/{member_id}"): (f"/v1/members/{member_id}", None, None),
@@ -173,6 +181,28 @@ async def test_another_merchants_member_is_not_found_on_every_route(
             {"version": 1, "min_visit_count": 0},
             "settings:manage",
         ),
+        ("get", "/v1/members/{member_id}/stored-value"): (
+            f"/v1/members/{member_id}/stored-value",
+            None,
+            None,
+        ),
+        ("get", "/v1/members/{member_id}/stored-value/recharges"): (
+            f"/v1/members/{member_id}/stored-value/recharges",
+            None,
+            None,
+        ),
+        ("post", "/v1/members/{member_id}/stored-value/adjustments"): (
+            f"/v1/members/{member_id}/stored-value/adjustments",
+            {"principal": tier, "bonus": {"amount": 0, "currency": "CNY"}, "note": "gift"},
+            "settings:manage",
+        ),
+        ("get", "/v1/stored-value/bonus-rules/{rule_id}"): (rule_url, None, None),
+        ("put", "/v1/stored-value/bonus-rules/{rule_id}"): (
+            rule_url,
+            {"threshold": tier, "bonus": tier, "version": 1},
+            "settings:manage",
+        ),
+        ("delete", "/v1/stored-value/bonus-rules/{rule_id}"): (rule_url, None, "settings:manage"),
     }
     spec = (await harness.client.get("/openapi.json")).json()
     routes = {

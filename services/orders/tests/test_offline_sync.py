@@ -203,6 +203,23 @@ async def test_rejected_orders_leave_nothing_and_the_rest_goes_through(harness: 
     assert again["results"][0]["problem"]["code"] == "order_id_conflict"
 
 
+async def test_stored_value_and_points_are_never_taken_offline(harness: Harness) -> None:
+    """Only members can debit them, online: a till that recorded one offline is told so."""
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product = await harness.seed_product(merchant, price=1000)
+    bodies = []
+    for method in ("stored_value", "points"):
+        body = _order(product)
+        body["tenders"][0].update(method=method, provider_reference=f"{method}-ref")
+        bodies.append(body)
+    result = await _sync(harness, merchant, store, bodies)
+    assert [r["status"] for r in result["results"]] == ["rejected", "rejected"]
+    codes = [{e["code"] for e in r["problem"]["errors"]} for r in result["results"]]
+    assert "stored_value_offline" in codes[0], codes
+    assert "points_offline" in codes[1], codes
+
+
 async def test_a_broken_clock_is_refused_not_a_server_error(harness: Harness) -> None:
     merchant = uuid.uuid4()
     store = await harness.seed_store(merchant)

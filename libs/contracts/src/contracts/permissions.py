@@ -23,6 +23,7 @@ SCOPES: Final[Mapping[str, str]] = MappingProxyType(
         "members:import": "Import members in bulk and run the batch verification of member data.",
         "members:export": "Export the member list with phones, points, levels and tags.",
         "coupons:manage": "Define coupon templates within one's stores; issue and void coupons.",
+        "stored_value:recharge": "Take stored-value recharges from members at the till.",
         "staff:manage": "Create and manage staff within one's own scope.",
         "stores:manage": "Open and change stores within one's own scope.",
         "reports:read": "Read sales and operating reports.",

@@ -156,6 +156,11 @@ for _topic in (
     Topic("members.member", "members", "Members, their tags, levels and stored-value accounts."),
     Topic("members.points", "members", "Points ledger: awarded, redeemed, expired, reversed."),
     Topic("members.coupon", "members", "Coupons issued to members and voided."),
+    Topic(
+        "members.stored_value",
+        "members",
+        "Stored-value accounts: recharges credited, payments debited or refused, refunds.",
+    ),
     Topic("payments.payment", "payments", "Payments and refunds across every method."),
     Topic(
         "devices.device",

@@ -20,13 +20,15 @@ from members.levels.router import router as levels_router
 from members.member.router import router as members_router
 from members.points.handlers import handlers as points_handlers
 from members.points.router import router as points_router
+from members.stored_value.handlers import handlers as stored_value_handlers
+from members.stored_value.router import router as stored_value_router
 from members.tags.router import router as tags_router
 from members.verification.router import router as verification_router
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
 from servicekit.bus.factory import Bus
 
-PUBLISHES = ["members.member", "members.points", "members.coupon"]
+PUBLISHES = ["members.member", "members.points", "members.coupon", "members.stored_value"]
 
 
 def create_app(
@@ -49,8 +51,14 @@ def create_app(
             tags_router,
             levels_router,
             birthdays_router,
+            stored_value_router,
         ],
-        consumers={"points": points_handlers, "visits": visit_handlers, "coupons": coupon_handlers},
+        consumers={
+            "points": points_handlers,
+            "visits": visit_handlers,
+            "coupons": coupon_handlers,
+            "stored-value": stored_value_handlers,
+        },
         publishes=PUBLISHES,
         bus=bus,
         token_verifier=token_verifier,

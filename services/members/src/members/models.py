@@ -75,10 +75,12 @@ class PointsEntry(Base):
     )
     #: ``None`` for an ``import`` entry.
     order_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
-    #: ``award``, ``reversal`` or ``import`` (the opening balance carried over by an import).
+    #: ``award`` or ``reversal``; ``redemption`` (points paid for an order) or
+    #: ``redemption_refund`` (their share back with a refund); ``import`` (the opening balance
+    #: carried over by an import).
     kind: Mapped[str] = mapped_column(sa.Text)
-    #: The refund a reversal answers; the order itself for an award; the import job for an
-    #: import.
+    #: The refund a reversal or a redemption refund answers; the order itself for an award;
+    #: the payment for a redemption; the import job for an import.
     source_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     points: Mapped[int] = mapped_column(sa.BigInteger)
     balance_after: Mapped[int] = mapped_column(sa.BigInteger)
@@ -110,7 +112,10 @@ class PointsEntry(Base):
             unique=True,
             postgresql_where=sa.text("kind = 'import'"),
         ),
-        sa.CheckConstraint("kind IN ('award', 'reversal', 'import')", name="ck_points_ledger_kind"),
+        sa.CheckConstraint(
+            "kind IN ('award', 'reversal', 'import', 'redemption', 'redemption_refund')",
+            name="ck_points_ledger_kind",
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from payments.providers.sandbox import Notifier, SandboxProvider, http_notifier
 from payments.replica.handlers import handlers as replica_handlers
 from payments.replica.read_through import OrdersClient
 from payments.settlement.router import router as settlement_router
+from payments.stored_value.handlers import handlers as stored_value_handlers
 from servicekit.app import Runtime
 from servicekit.app import create_app as build_app
 from servicekit.auth import TokenVerifier
@@ -90,6 +91,7 @@ def create_app(
             "orders-offline": offline_handlers(
                 config.method_providers, config.default_fee_rate_bps
             ),
+            "stored-value": stored_value_handlers,
         },
         publishes=PUBLISHES,
         bus=bus,

@@ -115,8 +115,14 @@ class Payment(Base):
     id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), primary_key=True, default=new_id)
     merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
-    order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    #: The order paid; none for a stored-value recharge, which is not a sale.
+    order_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
+    #: ``order`` (a sale) or ``stored_value_recharge`` (money onto a member's account).
+    purpose: Mapped[str] = mapped_column(sa.Text, default="order")
+    #: The member recharged, or whose stored value pays.
+    member_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
     method: Mapped[str] = mapped_column(sa.Text)
+    #: The provider adapter, ``cash``, or ``members`` for stored value (members debits it).
     provider: Mapped[str] = mapped_column(sa.Text)
     #: pending, succeeded, failed, partially_refunded, refunded.
     status: Mapped[str] = mapped_column(sa.Text)
@@ -147,6 +153,18 @@ class Payment(Base):
         sa.CheckConstraint(
             "refunded_amount BETWEEN 0 AND amount", name="ck_payments_refunded_within_amount"
         ),
+        sa.CheckConstraint(
+            "(purpose = 'order' AND order_id IS NOT NULL) OR (purpose = "
+            "'stored_value_recharge' AND order_id IS NULL AND member_id IS NOT NULL)",
+            name="ck_payments_purpose",
+        ),
+        sa.Index(
+            "ix_payments_member",
+            "merchant_id",
+            "member_id",
+            "created_at",
+            postgresql_where=sa.text("member_id IS NOT NULL"),
+        ),
     )
 
 
@@ -162,7 +180,8 @@ class Refund(Base):
     )
     merchant_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     store_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
-    order_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
+    #: None for the refund of a recharge.
+    order_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
     currency: Mapped[str] = mapped_column(sa.String(3))
     amount: Mapped[int] = mapped_column(sa.BigInteger)
     fee_refunded_amount: Mapped[int] = mapped_column(sa.BigInteger)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
+from contracts.events.payments import MemberTender
 from contracts.money import Money
 from contracts.registry import EventPayload, event
 
@@ -87,3 +88,88 @@ class CouponVoided(EventPayload):
     coupon_id: UUID
     member_id: UUID
     reason: str
+
+
+@event(type="members.stored_value.recharged", version=1)
+class StoredValueRecharged(EventPayload):
+    """A paid recharge was credited: ``principal`` is what was paid, ``bonus`` what the
+    merchant's bonus rules added; ``balance`` is the account's total after it."""
+
+    member_id: UUID
+    payment_id: UUID
+    principal: Money
+    bonus: Money
+    balance: Money
+
+
+@event(type="members.stored_value.recharge_refused", version=1)
+class StoredValueRechargeRefused(EventPayload):
+    """A paid recharge could not be credited (``member_not_found``: no such member in the
+    payment's merchant; ``currency_mismatch``: the account holds another currency). Payments
+    gives the money back."""
+
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    reason: str
+
+
+@event(type="members.stored_value.debited", version=1)
+class StoredValueDebited(EventPayload):
+    """A payment took ``amount`` from what the member holds. ``tender: stored_value``:
+    ``principal`` from the paid part, ``bonus`` from the bonus part (principal first),
+    ``balance`` the account after it. ``tender: points``: ``points`` redeemed at the
+    merchant's rate, ``points_balance`` after it."""
+
+    tender: MemberTender = "stored_value"
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    principal: Money
+    bonus: Money
+    balance: Money | None = None
+    points: int = Field(default=0, ge=0)
+    points_balance: int | None = None
+
+
+@event(type="members.stored_value.debit_refused", version=1)
+class StoredValueDebitRefused(EventPayload):
+    """A stored-value or points payment could not be taken; nothing moved. ``reason`` is
+    ``insufficient_balance``, ``insufficient_points``, ``points_not_accepted`` (no rate
+    set), ``member_not_found`` or ``currency_mismatch``."""
+
+    tender: MemberTender = "stored_value"
+    member_id: UUID
+    payment_id: UUID
+    amount: Money
+    reason: str
+
+
+@event(type="members.stored_value.refunded", version=1)
+class StoredValueRefunded(EventPayload):
+    """A refund of a stored-value payment went back to the account, each part to where it
+    came from (``principal`` and ``bonus``); of a points payment, its share of the points."""
+
+    tender: MemberTender = "stored_value"
+    member_id: UUID
+    payment_id: UUID
+    refund_id: UUID
+    amount: Money
+    principal: Money
+    bonus: Money
+    balance: Money | None = None
+    points: int = Field(default=0, ge=0)
+    points_balance: int | None = None
+
+
+@event(type="members.stored_value.adjusted", version=1)
+class StoredValueAdjusted(EventPayload):
+    """Staff corrected an account by hand (signed ``principal`` and ``bonus`` changes), with
+    the reason in ``note``; ``balance`` is the account's total after it."""
+
+    member_id: UUID
+    adjustment_id: UUID
+    principal: Money
+    bonus: Money
+    balance: Money
+    note: str

@@ -12,7 +12,7 @@ from contracts.money import Money
 from contracts.registry import EventPayload, event
 
 Channel = Literal["pos", "mini_program", "qr_table", "delivery"]
-TenderMethod = Literal["cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value"]
+TenderMethod = Literal["cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value", "points"]
 
 
 class OrderLine(EventPayload):

@@ -32,6 +32,7 @@ _STORE_MANAGER_DEFAULT = frozenset(
         "inventory:adjust",
         "members:write",
         "coupons:manage",
+        "stored_value:recharge",
         "staff:manage",
         "reports:read",
         "devices:manage",
@@ -47,9 +48,11 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.HQ_ADMIN: ALL_SCOPES,
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
-    # A cashier reprints a ticket, bumps the kitchen display and signs a customer up as a
-    # member at the till without asking anyone.
-    Role.CASHIER: frozenset({"orders:write", "devices:operate", "members:write"}),
+    # A cashier reprints a ticket, bumps the kitchen display, signs a customer up as a member
+    # and takes a member's recharge at the till like any other payment, without asking anyone.
+    Role.CASHIER: frozenset(
+        {"orders:write", "devices:operate", "members:write", "stored_value:recharge"}
+    ),
 }
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
@@ -59,7 +62,14 @@ ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
     | {"stores:manage", "catalog:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
     Role.CASHIER: frozenset(
-        {"orders:write", "orders:discount", "refunds:approve", "members:write", "devices:operate"}
+        {
+            "orders:write",
+            "orders:discount",
+            "refunds:approve",
+            "members:write",
+            "devices:operate",
+            "stored_value:recharge",
+        }
     ),
 }
 

@@ -48,9 +48,7 @@ async def analysis(
 ) -> AnalysisOut:
     scope = service.Scope.of(principal, store_id, currency)
     figures = await service.figures(session, scope, business_day_from, business_day_to)
-    return AnalysisOut.of(
-        figures, scope, day_from=business_day_from, day_to=business_day_to
-    )
+    return AnalysisOut.of(figures, scope, day_from=business_day_from, day_to=business_day_to)
 
 
 @router.get(

@@ -34,12 +34,15 @@ class PointsRuleOut(BaseModel):
 class PointsEntryOut(BaseModel):
     id: uuid.UUID
     order_id: uuid.UUID | None = Field(description="None for an opening balance (``import``).")
-    kind: Literal["award", "reversal", "import"]
+    kind: Literal["award", "reversal", "import", "redemption", "redemption_refund"]
     refund_id: uuid.UUID | None
     import_id: uuid.UUID | None = Field(
         default=None, description="The member import that carried this opening balance over."
     )
-    points: int = Field(description="Signed: negative for a reversal.")
+    payment_id: uuid.UUID | None = Field(
+        default=None, description="The payment points paid (redemptions)."
+    )
+    points: int = Field(description="Signed: negative for a reversal or a redemption.")
     balance_after: int
     created_at: datetime
 
@@ -49,8 +52,9 @@ class PointsEntryOut(BaseModel):
             id=e.id,
             order_id=e.order_id,
             kind=e.kind,
-            refund_id=e.source_id if e.kind == "reversal" else None,
+            refund_id=e.source_id if e.kind in ("reversal", "redemption_refund") else None,
             import_id=e.source_id if e.kind == "import" else None,
+            payment_id=e.source_id if e.kind == "redemption" else None,
             points=e.points,
             balance_after=e.balance_after,
             created_at=e.created_at,

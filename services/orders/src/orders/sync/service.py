@@ -312,12 +312,12 @@ def _prepare(ctx: _Context, index: int, body: SyncOrder) -> _Prepared:
         where = f"tenders[{i}]"
         if tender.amount.currency != currency:
             errors.append(FieldError(f"{where}.amount", "currency_mismatch", "wrong currency."))
-        elif tender.method == "stored_value":
+        elif tender.method in ("stored_value", "points"):
             errors.append(
                 FieldError(
                     f"{where}.method",
-                    "stored_value_offline",
-                    "stored value needs the member's balance: take it online.",
+                    f"{tender.method}_offline",
+                    "stored value and points need the member's balance: take them online.",
                 )
             )
         elif tender.payment_id in ctx.taken_payment_ids or tender.payment_id in tendered_by_payment:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi import Depends, Query
 
 from payments.models import OrderReplica, Payment
-from payments.payment.schemas import PaymentMethod, PaymentStatus
+from payments.payment.schemas import PaymentMethod, PaymentPurpose, PaymentStatus
 from servicekit.auth import Principal, require_store_access
 from servicekit.errors import FieldError, ValidationFailed
 
@@ -57,6 +57,11 @@ class PaymentFilters:
         self,
         order_id: uuid.UUID | None = None,
         store_id: uuid.UUID | None = None,
+        purpose: Annotated[
+            PaymentPurpose | None,
+            Query(description="``order`` (sales) or ``stored_value_recharge``."),
+        ] = None,
+        member_id: uuid.UUID | None = None,
         method: PaymentMethod | None = None,
         payment_status: Annotated[PaymentStatus | None, Query(alias="status")] = None,
         business_day_from: Annotated[
@@ -68,6 +73,8 @@ class PaymentFilters:
     ) -> None:
         self.order_id = order_id
         self.store_id = store_id
+        self.purpose = purpose
+        self.member_id = member_id
         self.method = method
         self.status = payment_status
         self.business_day_from = business_day_from
@@ -81,6 +88,10 @@ class PaymentFilters:
             stmt = stmt.where(Payment.store_id == self.store_id)
         if self.order_id is not None:
             stmt = stmt.where(Payment.order_id == self.order_id)
+        if self.purpose is not None:
+            stmt = stmt.where(Payment.purpose == self.purpose)
+        if self.member_id is not None:
+            stmt = stmt.where(Payment.member_id == self.member_id)
         if self.method is not None:
             stmt = stmt.where(Payment.method == self.method)
         if self.status is not None:

@@ -30,7 +30,11 @@ async def daily_figures(
     store_id: uuid.UUID | None,
 ) -> PaymentFiguresOut:
     check_day_range(day_from, day_to)
-    base = scoped(sa.select(Payment), Payment, principal).where(in_business_days(day_from, day_to))
+    # Sales only: a stored-value recharge is money the merchant owes back in goods, not
+    # revenue (and its spending is counted as the ``stored_value`` tender of the sales).
+    base = scoped(sa.select(Payment), Payment, principal).where(
+        Payment.purpose == "order", in_business_days(day_from, day_to)
+    )
     if store_id is not None:
         require_store_access(principal, store_id)
         base = base.where(Payment.store_id == store_id)

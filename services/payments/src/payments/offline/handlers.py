@@ -75,6 +75,8 @@ def offline_handlers(
             merchant_id=merchant_id,
             store_id=store_id,
             order_id=order_id,
+            purpose="order",
+            member_id=None,
             method=method,
             provider=CASH if cash else method_providers.get(method, method),
             status="succeeded",

@@ -6,22 +6,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
 from contracts.events.orders import ReturnedLine
-from contracts.events.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from contracts.events.payments import (
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    RechargeSucceeded,
+    StoredValueCreditRequested,
+    StoredValueDebitRequested,
+)
 from contracts.money import Money
-from contracts.registry import make_envelope
+from contracts.registry import EventPayload, make_envelope
 from payments.models import Payment, Refund
 from servicekit.outbox import add_event
 
 PRODUCER = "payments"
+RECHARGE = "stored_value_recharge"
 
 
 def _money(amount: int, currency: str) -> Money:
     return Money.of(amount, currency)
 
 
-def _envelope(
-    event: PaymentSucceeded | PaymentFailed | PaymentRefunded, payment: Payment
-) -> EventEnvelope:
+def _envelope(event: EventPayload, payment: Payment) -> EventEnvelope:
     return make_envelope(
         event,
         producer=PRODUCER,
@@ -32,6 +38,10 @@ def _envelope(
 
 
 async def succeeded(session: AsyncSession, payment: Payment) -> None:
+    if payment.purpose == RECHARGE:
+        await _recharge_succeeded(session, payment)
+        return
+    assert payment.order_id is not None
     event = PaymentSucceeded(
         payment_id=payment.id,
         order_id=payment.order_id,
@@ -49,6 +59,8 @@ async def succeeded(session: AsyncSession, payment: Payment) -> None:
 
 
 async def failed(session: AsyncSession, payment: Payment, reason: str) -> None:
+    if payment.order_id is None:
+        return  # a recharge that took nothing: no order waits for it, no account moves
     event = PaymentFailed(
         payment_id=payment.id,
         order_id=payment.order_id,
@@ -61,6 +73,8 @@ async def failed(session: AsyncSession, payment: Payment, reason: str) -> None:
 
 
 async def refunded(session: AsyncSession, payment: Payment, refund: Refund) -> None:
+    if payment.order_id is None:
+        return  # a recharge given back: no order to reverse
     event = PaymentRefunded(
         refund_id=refund.id,
         payment_id=payment.id,
@@ -71,5 +85,49 @@ async def refunded(session: AsyncSession, payment: Payment, refund: Refund) -> N
         fee_refunded=_money(refund.fee_refunded_amount, refund.currency),
         returned_lines=[ReturnedLine.model_validate(line) for line in refund.returned_lines],
         reason=refund.reason,
+    )
+    await add_event(session, _envelope(event, payment))
+
+
+async def _recharge_succeeded(session: AsyncSession, payment: Payment) -> None:
+    assert payment.member_id is not None
+    event = RechargeSucceeded(
+        payment_id=payment.id,
+        member_id=payment.member_id,
+        store_id=payment.store_id,
+        method=payment.method,
+        amount=_money(payment.amount, payment.currency),
+        provider=payment.provider,
+    )
+    await add_event(session, _envelope(event, payment))
+
+
+async def debit_requested(session: AsyncSession, payment: Payment) -> None:
+    """Ask members to debit the account of a pending stored-value payment."""
+    assert payment.member_id is not None
+    assert payment.order_id is not None
+    event = StoredValueDebitRequested(
+        tender="points" if payment.method == "points" else "stored_value",
+        payment_id=payment.id,
+        member_id=payment.member_id,
+        order_id=payment.order_id,
+        store_id=payment.store_id,
+        amount=_money(payment.amount, payment.currency),
+    )
+    await add_event(session, _envelope(event, payment))
+
+
+async def credit_requested(session: AsyncSession, payment: Payment, refund: Refund) -> None:
+    """Ask members to put a refund of a stored-value payment back on the account."""
+    assert payment.member_id is not None
+    assert payment.order_id is not None
+    event = StoredValueCreditRequested(
+        tender="points" if payment.method == "points" else "stored_value",
+        refund_id=refund.id,
+        payment_id=payment.id,
+        member_id=payment.member_id,
+        order_id=payment.order_id,
+        store_id=payment.store_id,
+        amount=_money(refund.amount, refund.currency),
     )
     await add_event(session, _envelope(event, payment))

@@ -35,6 +35,7 @@ from payments.payment import refunds
 from payments.payment.service import ORDER_CANCELLED, apply_capture, mark_failed
 from payments.providers import Providers
 from payments.providers.base import ProviderResult
+from payments.stored_value.service import MEMBERS
 from servicekit.db import Database
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ async def reconcile_pending(
                 sa.select(Payment.id)
                 .where(
                     Payment.status == "pending",
-                    Payment.provider != "cash",
+                    # Cash is never pending; members answers stored value by event, and its
+                    # request is in the outbox: there is no provider to ask or cancel.
+                    Payment.provider.notin_(("cash", MEMBERS)),
                     sa.or_(Payment.created_at < cutoff, _cancelled_order()),
                 )
                 .order_by(Payment.created_at)

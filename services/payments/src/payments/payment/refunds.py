@@ -44,6 +44,7 @@ from payments.payment.service import (
 )
 from payments.providers import Providers
 from payments.providers.base import ProviderRefund, ProviderRefundResult
+from payments.stored_value.service import MEMBERS
 from servicekit.auth import Principal
 from servicekit.db import Database
 from servicekit.errors import FieldError, IllegalState, NotFound, Problem, ValidationFailed
@@ -136,15 +137,29 @@ async def refund_payment(
     if existing is not None:
         _same_request(existing, principal, payment, body)
     else:
+        if payment.order_id is None:
+            # A recharge is money on the member's account: giving it back is an account
+            # matter (what of the bonus it earned?), not a refund of a sale.
+            raise IllegalState(
+                "recharge_not_refundable", "A stored-value recharge is not refunded here."
+            )
         if body.returned_lines:
             await ensure_order_known(database, principal, payment.order_id, orders, need_lines=True)
+        if payment.provider == MEMBERS:
+            # Members puts it back on the account and confirms; the refund stays pending
+            # until then, its request committed with it.
+            refund = await _open(session, principal, payment, refund_id, body)
+            if refund.status == "pending":
+                await events.credit_requested(session, payment, refund)
+            return refund
         if payment.provider == CASH:
             refund = await _open(session, principal, payment, refund_id, body)
             await succeed(session, payment, refund, provider_reference=None)
             return refund
         async with database.transaction() as opening:
             existing = await _open(opening, principal, payment, refund_id, body)
-    if existing.status != "pending":
+    if existing.status != "pending" or payment.provider == MEMBERS:
+        # Members' credit request went out with the refund: its answer settles it.
         return existing
     result = await ask_provider(providers, payment, existing)
     return await apply_result(session, existing.id, result)
@@ -317,6 +332,10 @@ async def open_automatic(session: AsyncSession, payment: Payment, reason: str) -
     payment.fee_refunded_amount += fee
     _refresh_status(payment)
     await session.flush()
+    if payment.provider == MEMBERS:
+        refund = await session.get(Refund, refund_id)
+        assert refund is not None
+        await events.credit_requested(session, payment, refund)
     return refund_id
 
 
@@ -393,7 +412,8 @@ async def carry_out(database: Database, providers: Providers, refund_id: uuid.UU
             raise NotFound("Refund not found.", code="refund_not_found")
         payment = await session.get(Payment, refund.payment_id)
         assert payment is not None
-    if refund.status != "pending":
+    if refund.status != "pending" or payment.provider == MEMBERS:
+        # Members answers a stored-value refund by event (its request is in the outbox).
         return refund
     if payment.provider == CASH:
         # Cash taken for an order that was cancelled meanwhile: the till hands it back.

@@ -29,7 +29,15 @@ from servicekit.uow import DatabaseDep, SessionDep
 
 router = APIRouter(route_class=IdempotentRoute, tags=["payments"])
 
-TakePayments = Annotated[Principal, Depends(require("orders:write"))]
+
+async def _payment_taker(body: PaymentCreate, principal: PrincipalDep) -> Principal:
+    """A sale needs ``orders:write``; a recharge ``stored_value:recharge``. A dependency, so
+    the rights are checked before an idempotent answer could be replayed."""
+    scope = "stored_value:recharge" if body.purpose == "stored_value_recharge" else "orders:write"
+    return await require(scope)(principal)
+
+
+PaymentTaker = Annotated[Principal, Depends(_payment_taker)]
 ApproveRefunds = Annotated[Principal, Depends(require("refunds:approve"))]
 # Required by the Idempotency dependency before the route runs; read here because the ids of
 # what a request creates are derived from it, so a retry finds what the first attempt made.
@@ -41,13 +49,13 @@ IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", include_in_schem
     status_code=201,
     dependencies=[Depends(Idempotency(required=True))],
     responses=problem_responses(400, 401, 403, 404, 409, 422, 502, 503),
-    summary="Take a payment for an order",
+    summary="Take a payment for an order, or a member's stored-value recharge",
 )
 async def create_payment(
     body: PaymentCreate,
     session: SessionDep,
     database: DatabaseDep,
-    principal: TakePayments,
+    principal: PaymentTaker,
     providers: ProvidersDep,
     settings: SettingsDep,
     orders: OrderSourceDep,

@@ -12,14 +12,30 @@ from contracts.events.orders import ReturnedLine
 from contracts.money import Money
 from payments.models import Payment, Refund
 
-PaymentMethod = Literal["cash", "wechat_pay", "alipay", "unionpay", "card"]
+PaymentMethod = Literal[
+    "cash", "wechat_pay", "alipay", "unionpay", "card", "stored_value", "points"
+]
 PaymentStatus = Literal["pending", "succeeded", "failed", "partially_refunded", "refunded"]
+PaymentPurpose = Literal["order", "stored_value_recharge"]
 
 
 class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    order_id: uuid.UUID
+    purpose: PaymentPurpose = Field(
+        default="order",
+        description="``order``: pays ``order_id``. ``stored_value_recharge``: money onto "
+        "``member_id``'s stored-value account at ``store_id`` (no order; not a sale).",
+    )
+    order_id: uuid.UUID | None = Field(default=None, description="Required to pay an order.")
+    member_id: uuid.UUID | None = Field(
+        default=None,
+        description="The member recharged, or whose stored value or points pay "
+        "(``stored_value``, ``points``).",
+    )
+    store_id: uuid.UUID | None = Field(
+        default=None, description="Recharges only: the store taking the money."
+    )
     method: PaymentMethod
     amount: Money = Field(description="What this payment applies to the order.")
     tendered: Money | None = Field(
@@ -35,7 +51,9 @@ class PaymentCreate(BaseModel):
 
 class PaymentOut(BaseModel):
     id: uuid.UUID
-    order_id: uuid.UUID
+    purpose: PaymentPurpose
+    order_id: uuid.UUID | None
+    member_id: uuid.UUID | None
     store_id: uuid.UUID
     method: PaymentMethod
     provider: str
@@ -62,7 +80,9 @@ class PaymentOut(BaseModel):
 
         return cls(
             id=p.id,
+            purpose=p.purpose,
             order_id=p.order_id,
+            member_id=p.member_id,
             store_id=p.store_id,
             method=p.method,
             provider=p.provider,
@@ -114,9 +134,10 @@ class RefundCreate(BaseModel):
 class RefundOut(BaseModel):
     id: uuid.UUID
     payment_id: uuid.UUID
-    order_id: uuid.UUID
+    order_id: uuid.UUID | None
     store_id: uuid.UUID
-    #: ``pending`` while the provider is being asked (settled automatically), then
+    #: ``pending`` while the provider (for stored value: members) is being asked (settled
+    #: automatically), then
     #: ``succeeded`` or ``failed`` (the provider refused; nothing went back).
     status: Literal["pending", "succeeded", "failed"]
     amount: Money

@@ -216,11 +216,14 @@ async def find_payment(
     return payment
 
 
-def _same_request(payment: Payment, principal: Principal, body: PaymentCreate) -> None:
+def same_request(payment: Payment, principal: Principal, body: PaymentCreate) -> None:
     if not principal.can_see_store(payment.store_id):
         raise NotFound("Order not found.", code="order_not_found", transient=True)
     if (
         payment.order_id != body.order_id
+        or payment.purpose != body.purpose
+        or payment.member_id != body.member_id
+        or (body.store_id is not None and payment.store_id != body.store_id)
         or payment.method != body.method
         or payment.amount != body.amount.amount
         or payment.currency != body.amount.currency
@@ -228,7 +231,7 @@ def _same_request(payment: Payment, principal: Principal, body: PaymentCreate) -
         raise key_reused()
 
 
-def _instructions(
+def sandbox_instructions(
     body: PaymentCreate, adapter: PaymentProvider, settings: Settings
 ) -> dict[str, Any]:
     if body.sandbox is None:
@@ -256,26 +259,38 @@ async def create_payment(
 ) -> tuple[Payment, list[uuid.UUID]]:
     """Take a payment (see the module docstring). Returns the payment and the ids of refunds
     opened on the way, to be carried out at the provider once this transaction committed."""
+    from payments.stored_value import service as stored_value  # builds on this module
+
+    stored_value.check_request(principal, body)
     payment_id = derived_id(principal, idempotency_key, "payment")
     # Read in the request's own transaction: under READ COMMITTED it sees a pending row
     # another attempt committed, and a separate transaction would cost a connection and a
     # commit per payment.
     payment = await find_payment(session, principal.merchant_id, payment_id)
     if payment is not None:
-        _same_request(payment, principal, body)
+        same_request(payment, principal, body)
+    elif body.purpose == stored_value.RECHARGE:
+        payment = await stored_value.open_recharge(
+            database, session, principal, body, payment_id, providers=providers, settings=settings
+        )
+    elif body.method in stored_value.MEMBER_TENDERS:
+        return await _take_stored_value(database, session, principal, body, payment_id, orders), []
     elif body.method == CASH:
         return await _take_cash(database, session, principal, body, payment_id, orders), []
     else:
         if body.tendered is not None:
             raise _invalid("tendered", "cash_only", "Only cash payments carry a tendered amount.")
         adapter = providers.for_method(body.method)
-        _instructions(body, adapter, settings)
+        sandbox_instructions(body, adapter, settings)
+        assert body.order_id is not None
         await ensure_order_known(database, principal, body.order_id, orders)
         payment = await _open_pending(database, principal, body, payment_id, adapter, settings)
-    if payment.status != "pending" or payment.provider == CASH:
+    if payment.status != "pending" or payment.provider in (CASH, stored_value.MEMBERS):
         return payment, []
     adapter = providers.named(payment.provider)
-    request = await provider_request(database, payment, _instructions(body, adapter, settings))
+    request = await provider_request(
+        database, payment, sandbox_instructions(body, adapter, settings)
+    )
     result = await _ask_provider(adapter, request)
     return await apply_result(session, payment.id, result)
 
@@ -295,6 +310,7 @@ async def _take_cash(
         raise _invalid("tendered.currency", "currency_mismatch", "Tendered in another currency.")
     if tendered.amount < body.amount.amount:
         raise _invalid("tendered.amount", "insufficient_tender", "Less than the amount was given.")
+    assert body.order_id is not None
     # The replica usually holds the order already: lock it in the request's transaction and
     # only read through (in transactions of its own) when it does not.
     order = await _find_locked_order(session, principal, body.order_id)
@@ -329,6 +345,29 @@ async def _take_cash(
     return payment
 
 
+async def _take_stored_value(
+    database: Database,
+    session: AsyncSession,
+    principal: Principal,
+    body: PaymentCreate,
+    payment_id: uuid.UUID,
+    orders: OrderSource,
+) -> Payment:
+    """Like cash, in the request's transaction: the order locked and checked, then the
+    pending payment and its debit request to members committed together."""
+    from payments.stored_value import service as stored_value
+
+    assert body.order_id is not None
+    order = await _find_locked_order(session, principal, body.order_id)
+    if order is None:
+        await ensure_order_known(database, principal, body.order_id, orders)
+        order = await _locked_order(session, principal, body.order_id)
+    await _check_payable(session, order, body)
+    return await stored_value.open_debit(
+        session, body, order.merchant_id, order.store_id, payment_id
+    )
+
+
 async def _open_pending(
     database: Database,
     principal: Principal,
@@ -337,12 +376,13 @@ async def _open_pending(
     adapter: PaymentProvider,
     settings: Settings,
 ) -> Payment:
+    assert body.order_id is not None
     async with database.transaction() as session:
         order = await _locked_order(session, principal, body.order_id)
         # A concurrent retry of the same request may have opened it while we waited.
         existing = await find_payment(session, principal.merchant_id, payment_id)
         if existing is not None:
-            _same_request(existing, principal, body)
+            same_request(existing, principal, body)
             return existing
         await _check_payable(session, order, body)
         rate = await settlement.fee_rate_bps(
@@ -447,7 +487,11 @@ async def apply_capture(
     from payments.payment import refunds  # refunds builds on this module
 
     if payment.status == "pending":
-        order = await replica.find(session, payment.merchant_id, payment.order_id)
+        order = (
+            await replica.find(session, payment.merchant_id, payment.order_id)
+            if payment.order_id is not None
+            else None
+        )
         if order is None or order.state != "cancelled":
             await mark_succeeded(session, payment, provider_reference)
             return []
