@@ -30,6 +30,7 @@ _STORE_MANAGER_DEFAULT = frozenset(
         "promotions:write",
         "refunds:approve",
         "inventory:adjust",
+        "members:register",
         "members:write",
         "coupons:manage",
         "staff:manage",
@@ -48,8 +49,9 @@ ROLE_DEFAULT_SCOPES: Final[dict[Role, frozenset[str]]] = {
     Role.REGIONAL_MANAGER: _STORE_MANAGER_DEFAULT | {"stores:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT,
     # A cashier reprints a ticket, bumps the kitchen display and signs a customer up as a
-    # member at the till without asking anyone.
-    Role.CASHIER: frozenset({"orders:write", "devices:operate", "members:write"}),
+    # member at the till without asking anyone; registering does not show them every member's
+    # full phone, which members:write would.
+    Role.CASHIER: frozenset({"orders:write", "devices:operate", "members:register"}),
 }
 
 ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
@@ -58,8 +60,16 @@ ROLE_MAX_SCOPES: Final[dict[Role, frozenset[str]]] = {
     | _MEMBER_BULK
     | {"stores:manage", "catalog:manage"},
     Role.STORE_MANAGER: _STORE_MANAGER_DEFAULT | {"catalog:manage"},
+    # members:write stays within reach for a cashier a merchant trusts with member accounts.
     Role.CASHIER: frozenset(
-        {"orders:write", "orders:discount", "refunds:approve", "members:write", "devices:operate"}
+        {
+            "orders:write",
+            "orders:discount",
+            "refunds:approve",
+            "members:register",
+            "members:write",
+            "devices:operate",
+        }
     ),
 }
 
