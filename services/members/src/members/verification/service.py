@@ -281,6 +281,7 @@ async def coupons_vs_steps_and_limits(
     if only is not None:
         over = over.where(Coupon.member_id.in_(sorted(only)))
     for member_id, template_id, name, limit, count in await session.execute(over):
+        assert limit is not None  # the query keeps templates with a limit
         issues.append(
             Issue(
                 member_id,
