@@ -261,7 +261,7 @@ class System:
     async def onboard(self, *, cashier_scopes: list[str] | None = None) -> Merchant:
         """Sign a merchant up through identity (verification code, merchant, store, super
         admin), then have its HQ admin create a store manager and a cashier; everyone signs
-        in. ``cashier_scopes`` defaults to ``orders:write`` and ``members:write`` (a cashier
+        in. ``cashier_scopes`` defaults to ``orders:write`` and ``members:register`` (a cashier
         registers members at the till)."""
         api = self.identity_api
         tenant = await api.signup()
@@ -272,7 +272,7 @@ class System:
             tenant.admin,
             "cashier",
             store_id=store_id,
-            scopes=cashier_scopes or ["orders:write", "members:write"],
+            scopes=cashier_scopes or ["orders:write", "members:register"],
         )
         return Merchant(
             id=str(tenant.merchant["id"]),

@@ -35,6 +35,7 @@ from servicekit.auth import (
     principal_claims,
     public_jwks,
     require,
+    require_any,
     require_store_access,
     scoped,
     scoped_to_merchant,
@@ -105,6 +106,10 @@ def make_app(verifier: TokenVerifier) -> FastAPI:
         order_id: str, principal: Annotated[Principal, Depends(require("orders:refund"))]
     ) -> dict[str, str]:
         return {"refunded": order_id}
+
+    @app.post("/members", dependencies=[Depends(require_any("members:register", "members:write"))])
+    async def register() -> dict[str, str]:
+        return {"registered": "yes"}
 
     @app.get("/orders", dependencies=[Depends(require("orders:read"))])
     async def orders() -> list[str]:
@@ -324,6 +329,23 @@ async def test_missing_scope_is_403_naming_it(client: httpx.AsyncClient) -> None
     assert allowed.status_code == 200
     assert (await client.get("/orders", headers=bearer(token()))).status_code == 200
     assert (await client.get("/orders", headers=bearer(token(scp="")))).status_code == 403
+
+
+async def test_any_of_scopes(client: httpx.AsyncClient) -> None:
+    refused = await client.post("/members", headers=bearer(token(scp="orders:write")))
+    assert refused.status_code == 403
+    body = refused.json()
+    assert body["code"] == "forbidden"
+    assert body["missing_permission"] == "members:register"
+    assert body["any_of_permissions"] == ["members:register", "members:write"]
+    for scopes in ("members:register", "members:write", "orders:write members:register"):
+        allowed = await client.post("/members", headers=bearer(token(scp=scopes)))
+        assert allowed.status_code == 200, scopes
+
+
+def test_any_of_needs_a_scope() -> None:
+    with pytest.raises(ValueError):
+        require_any()
 
 
 async def test_store_outside_scope_is_404(client: httpx.AsyncClient) -> None:

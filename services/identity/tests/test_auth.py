@@ -70,7 +70,8 @@ async def test_access_token_carries_the_claims_servicekit_expects(api: Api) -> N
     cashier_claims = _claims(cashier.access)
     assert cashier_claims["sto"] == [tenant.store["id"]]
     assert (
-        cashier_claims["scp"] == "devices:operate members:write orders:write stored_value:recharge"
+        cashier_claims["scp"]
+        == "devices:operate members:register orders:write stored_value:recharge"
     )
 
 

@@ -80,8 +80,10 @@ async def test_cashier_cannot_call_manager_endpoints(api: Api) -> None:
     assert [s["id"] for s in stores.json()["items"]] == [tenant.store["id"]]
     me = await api.client.get(f"/v1/staff/{cashier.id}", headers=cashier.headers)
     assert me.status_code == 200
-    # By default a cashier signs customers up as members at the till.
-    assert "members:write" in me.json()["scopes"]
+    # By default a cashier signs customers up as members at the till, without the scope that
+    # shows every member's full phone.
+    assert "members:register" in me.json()["scopes"]
+    assert "members:write" not in me.json()["scopes"]
 
 
 async def test_store_manager_is_confined_to_their_store(api: Api) -> None:
@@ -102,6 +104,9 @@ async def test_store_manager_is_confined_to_their_store(api: Api) -> None:
     by_id = {s["id"]: s for s in listed.json()["items"]}
     assert "****" in by_id[mine.id]["phone"]
     assert by_id[manager.id]["phone"] == manager.phone
+    # A manager hands their cashiers the till sign-up, not the member accounts.
+    assert "members:register" in by_id[mine.id]["scopes"]
+    assert "members:write" not in by_id[mine.id]["scopes"]
 
 
 async def test_privilege_escalation_is_refused(api: Api) -> None:

@@ -16,11 +16,14 @@ import sqlalchemy as sa
 from openpyxl import Workbook, load_workbook
 
 from contracts.ids import new_id
+from members.coupons.models import Coupon
 from members.imports import service
 from members.imports.reader import XLSX
 from members.models import Member, PointsEntry
 
 from .conftest import Harness, eventually
+from .test_coupons import issue, make_template
+from .test_coupons import keyed as coupon_keyed
 
 IMPORTER = frozenset({"members:import", "members:write"})
 HEADER = ["手机号", "姓名", "生日", "会员等级", "标签", "期初积分"]
@@ -384,12 +387,14 @@ async def test_export_headers_by_language_and_it_imports_back(harness: Harness) 
         "会员等级",
         "标签",
         "积分余额",
+        "可用优惠券数",
+        "可用优惠券码",
         "注册时间",
     ]
-    assert [line[1:7] for line in lines[1:]] == [
+    assert [line[1:9] for line in lines[1:]] == [
         # Text a spreadsheet would run as a formula keeps an apostrophe in front.
-        ["'+8613800138031", "'=cmd", "", "", "vip,tea", "0"],
-        ["'+8613800138032", "", "1991-01-02", "gold", "", "0"],
+        ["'+8613800138031", "'=cmd", "", "", "vip,tea", "0", "0", ""],
+        ["'+8613800138032", "", "1991-01-02", "gold", "", "0", "0", ""],
     ]
 
     en = await harness.client.get(
@@ -397,7 +402,8 @@ async def test_export_headers_by_language_and_it_imports_back(harness: Harness) 
     )
     assert en.headers["content-language"] == "en"
     assert en.content.decode("utf-8-sig").splitlines()[0] == (
-        "Member ID,Phone,Name,Birthday,Level,Tags,Points balance,Registered at"
+        "Member ID,Phone,Name,Birthday,Level,Tags,Points balance,Usable coupons,"
+        "Usable coupon codes,Registered at"
     )
 
     xlsx = await harness.client.get(
@@ -417,3 +423,87 @@ async def test_export_headers_by_language_and_it_imports_back(harness: Harness) 
         )
         assert job["counts"]["unchanged"] == 2, job
     assert await snapshot(harness, merchant) == before
+
+
+async def test_export_lists_usable_coupons_and_import_leaves_them(harness: Harness) -> None:
+    merchant = new_id()
+    holder = (await harness.create_member(merchant, "+8613800138041")).json()
+    none = (await harness.create_member(merchant, "+8613800138042")).json()
+    template = await make_template(harness, merchant)
+    issued = [
+        (await issue(harness, merchant, template["id"], holder["id"])).json() for _ in range(4)
+    ]
+    voided = await harness.client.post(
+        f"/v1/members/{holder['id']}/coupons/{issued[1]['id']}/void",
+        json={"reason": "mistake"},
+        headers=coupon_keyed(harness.token(merchant)),
+    )
+    assert voided.status_code == 200, voided.text
+    async with harness.app.state.database.transaction() as session:
+        # One expired yesterday, one is held by an open order.
+        await session.execute(
+            sa.update(Coupon)
+            .where(Coupon.id == uuid.UUID(issued[2]["id"]))
+            .values(valid_until=sa.func.now() - sa.text("interval '1 day'"))
+        )
+        await session.execute(
+            sa.update(Coupon)
+            .where(Coupon.id == uuid.UUID(issued[3]["id"]))
+            .values(state="reserved", order_id=new_id(), sequence=1)
+        )
+    # Another merchant's coupons never show.
+    other = new_id()
+    stranger = (await harness.create_member(other, "+8613800138041")).json()
+    other_template = await make_template(harness, other)
+    await issue(harness, other, other_template["id"], stranger["id"])
+    exporter = harness.token(merchant, frozenset({"members:export"}))
+
+    exported = await harness.client.get(
+        "/v1/members/export", params={"lang": "en"}, headers=exporter
+    )
+    assert exported.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    by_id = {row["Member ID"]: row for row in rows}
+    assert set(by_id) == {holder["id"], none["id"]}
+    assert by_id[holder["id"]]["Usable coupons"] == "1"
+    assert by_id[holder["id"]]["Usable coupon codes"] == issued[0]["code"]
+    assert (by_id[none["id"]]["Usable coupons"], by_id[none["id"]]["Usable coupon codes"]) == (
+        "0",
+        "",
+    )
+
+    # Two usable ones: both codes, soonest to expire first.
+    second = (await issue(harness, merchant, template["id"], holder["id"])).json()
+    async with harness.app.state.database.transaction() as session:
+        await session.execute(
+            sa.update(Coupon)
+            .where(Coupon.id == uuid.UUID(second["id"]))
+            .values(valid_until=sa.func.now() + sa.text("interval '2 days'"))
+        )
+    xlsx = await harness.client.get(
+        "/v1/members/export", params={"format": "xlsx", "lang": "en"}, headers=exporter
+    )
+    sheet = load_workbook(io.BytesIO(xlsx.content), read_only=True).worksheets[0]
+    values = list(sheet.iter_rows(values_only=True))
+    columns = list(values[0])
+    holder_row = next(v for v in values[1:] if v[0] == holder["id"])
+    assert holder_row[columns.index("Usable coupons")] == 2
+    assert holder_row[columns.index("Usable coupon codes")] == (
+        f"{second['code']},{issued[0]['code']}"
+    )
+
+    # Coupons are not imported: the file imports back without a change, nor a coupon issued.
+    before = await snapshot(harness, merchant)
+    async with harness.app.state.database.transaction() as session:
+        coupons_before = await session.scalar(
+            sa.select(sa.func.count()).select_from(Coupon).where(Coupon.merchant_id == merchant)
+        )
+    job = await finished(
+        harness, merchant, (await upload(harness, merchant, xlsx.content, XLSX)).json()["id"]
+    )
+    assert job["counts"]["unchanged"] == 2, job
+    assert await snapshot(harness, merchant) == before
+    async with harness.app.state.database.transaction() as session:
+        assert coupons_before == await session.scalar(
+            sa.select(sa.func.count()).select_from(Coupon).where(Coupon.merchant_id == merchant)
+        )

@@ -1,5 +1,6 @@
 """Batch verification finds exactly the seeded problems (duplicate phones once normalised,
-invalid phones, points balances off their ledger, impossible birthdays), can be limited to
+invalid phones, points balances off their ledger, impossible birthdays, coupons off their
+redemption steps or over a per-member limit), can be limited to
 the members of an import, takes one more registered check, and shows nothing of another
 merchant."""
 
@@ -13,10 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.ids import new_id
+from members.coupons.models import Coupon
 from members.models import Member
 from members.verification import service
 
 from .conftest import Harness
+from .test_coupons import issue, make_template, step
+from .test_coupons import keyed as coupon_keyed
 from .test_member_imports import csv_file, finished, upload
 
 IMPORTER = frozenset({"members:import", "members:write"})
@@ -73,7 +77,7 @@ async def test_each_check_finds_exactly_the_seeded_problems(harness: Harness) ->
     await finished(harness, merchant, job.json()["id"])
 
     body = await report(harness, merchant)
-    assert body["checks"] == ["birthdays", "phones", "points"]
+    assert body["checks"] == ["birthdays", "coupons", "phones", "points"]
     assert body["members_checked"] == 8
     assert body["members_with_issues"] == 6
     assert body["counts"] == {
@@ -186,3 +190,99 @@ async def test_other_merchants_and_bad_requests(harness: Harness) -> None:
         "/v1/members/verification", headers=harness.token(owner, frozenset({"members:write"}))
     )
     assert denied.status_code == 403
+
+
+async def set_coupon(harness: Harness, coupon: dict[str, Any], **values: Any) -> None:
+    """Corrupt a coupon as a faulty migration or a hand edit would."""
+    async with harness.app.state.database.transaction() as session:
+        await session.execute(
+            sa.update(Coupon).where(Coupon.id == uuid.UUID(coupon["id"])).values(**values)
+        )
+
+
+async def test_coupons_against_their_steps_and_limits(harness: Harness) -> None:
+    merchant = new_id()
+    member = await create(harness, merchant, "+8613800138081")
+    template = await make_template(harness, merchant)
+
+    async def new_coupon(template_id: str = template["id"], to: uuid.UUID = member) -> Any:
+        response = await issue(harness, merchant, template_id, str(to))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    used, released, reserved, never, voided, legacy_held, legacy_orderless = [
+        await new_coupon() for _ in range(7)
+    ]
+    # Consistent: redeemed after reserved, issued again after a release, voided and then
+    # reserved by a till that had not seen the void, never stepped.
+    await step(harness, merchant, used, "reserved", 1)
+    await step(harness, merchant, used, "redeemed", 2)
+    await step(harness, merchant, released, "reserved", 1)
+    await step(harness, merchant, released, "released", 2)
+    await step(harness, merchant, reserved, "reserved", 1)
+    assert (
+        await harness.client.post(
+            f"/v1/members/{member}/coupons/{voided['id']}/void",
+            json={"reason": "wrong member"},
+            headers=coupon_keyed(harness.token(merchant)),
+        )
+    ).status_code == 200
+    await step(harness, merchant, voided, "reserved", 1)
+    # Stepped before the last step was recorded: only its order can be judged.
+    await set_coupon(harness, legacy_held, state="reserved", sequence=3, order_id=new_id())
+    assert (await report(harness, merchant, check="coupons"))["members"] == []
+
+    # Contradictions: redeemed although the last step released it, issued although still
+    # reserved, redeemed without any step, held with no order.
+    await set_coupon(harness, released, state="redeemed")
+    await set_coupon(harness, reserved, state="issued")
+    await set_coupon(harness, never, state="redeemed", order_id=new_id())
+    await set_coupon(harness, legacy_orderless, state="reserved", sequence=2)
+
+    # Over a per-member limit lowered after issue: three held, one voided, limit 1.
+    limited = await make_template(harness, merchant, name="one each", per_member_limit=3)
+    other = await create(harness, merchant, "+8613800138082")
+    *_, third = [await new_coupon(limited["id"]) for _ in range(3)]
+    await new_coupon(limited["id"], other)
+    extra = await harness.client.post(
+        f"/v1/members/{member}/coupons/{third['id']}/void",
+        json={"reason": "extra"},
+        headers=coupon_keyed(harness.token(merchant)),
+    )
+    assert extra.status_code == 200, extra.text
+    lowered = await harness.client.patch(
+        f"/v1/coupon-templates/{limited['id']}",
+        json={"version": limited["version"], "per_member_limit": 1},
+        headers=harness.token(merchant),
+    )
+    assert lowered.status_code == 200, lowered.text
+
+    body = await report(harness, merchant, check="coupons")
+    assert body["counts"] == {"coupon_state_mismatch": 4, "coupon_limit_exceeded": 1}
+    assert [m["member_id"] for m in body["members"]] == [str(member)]
+    issues = body["members"][0]["issues"]
+    mismatched = {i["data"]["coupon_id"]: i for i in issues if i["code"] == "coupon_state_mismatch"}
+    assert set(mismatched) == {released["id"], reserved["id"], never["id"], legacy_orderless["id"]}
+    assert mismatched[released["id"]]["data"] == {
+        "coupon_id": released["id"],
+        "code": released["code"],
+        "state": "redeemed",
+        "last_step": "released",
+        "sequence": 2,
+        "order_id": str(uuid.UUID(int=2)),
+    }
+    assert mismatched[reserved["id"]]["data"]["last_step"] == "reserved"
+    assert "expected reserved or voided" in mismatched[reserved["id"]]["detail"]
+    assert mismatched[never["id"]]["data"]["last_step"] is None
+    assert "never reserved" in mismatched[never["id"]]["detail"]
+    assert "names no order" in mismatched[legacy_orderless["id"]]["detail"]
+    assert all(i["check"] == "coupons" and i["fix"] for i in issues)
+    [limit] = [i for i in issues if i["code"] == "coupon_limit_exceeded"]
+    assert limit["data"] == {"template_id": limited["id"], "held": 2, "limit": 1, "excess": 1}
+
+    # Another merchant sees none of it; the member of an import alone is reported on.
+    assert (await report(harness, new_id(), check="coupons"))["members"] == []
+    job = await upload(harness, merchant, csv_file([["13800138082", "Other", "", "", "", ""]]))
+    await finished(harness, merchant, job.json()["id"])
+    scoped = await report(harness, merchant, check="coupons", import_id=job.json()["id"])
+    assert (scoped["members_checked"], scoped["members"]) == (1, [])

@@ -155,6 +155,63 @@ async def test_lookup_list_masking_and_versioned_update(harness: Harness) -> Non
     assert forbidden.status_code == 403
 
 
+async def test_cashier_registers_members_without_seeing_phones(harness: Harness) -> None:
+    merchant = new_id()
+    other = (await harness.create_member(merchant, "+8613911112222")).json()
+    # The cashier role's default scopes.
+    cashier = harness.token(
+        merchant, frozenset({"orders:write", "devices:operate", "members:register"})
+    )
+
+    registered = await harness.client.post(
+        "/v1/members",
+        json={"phone": "+86 139-3333-4444", "name": "Han Meimei"},
+        headers={**cashier, "Idempotency-Key": "till-1-signup"},
+    )
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["phone"] == "+8613933334444"
+    assert registered.json()["phone_masked"] is False
+    replayed = await harness.client.post(
+        "/v1/members",
+        json={"phone": "+86 139-3333-4444", "name": "Han Meimei"},
+        headers={**cashier, "Idempotency-Key": "till-1-signup"},
+    )
+    assert replayed.status_code == 201
+    assert replayed.json()["id"] == registered.json()["id"]
+    taken = await harness.client.post(
+        "/v1/members", json={"phone": "+8613911112222"}, headers=cashier
+    )
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "phone_taken"
+    assert "+8613911112222" not in taken.text
+
+    listed = await harness.client.get("/v1/members", headers=cashier)
+    assert {m["phone"] for m in listed.json()["items"]} == {"+86139****2222", "+86139****4444"}
+    assert all(m["phone_masked"] for m in listed.json()["items"])
+    one = await harness.client.get(f"/v1/members/{other['id']}", headers=cashier)
+    assert one.json()["phone"] == "+86139****2222"
+
+    changed = await harness.client.patch(
+        f"/v1/members/{registered.json()['id']}",
+        json={"version": 1, "name": "X"},
+        headers=cashier,
+    )
+    assert changed.status_code == 403
+    assert changed.json()["missing_permission"] == "members:write"
+    tagged = await harness.client.post(
+        f"/v1/members/{other['id']}/tags", json={"tag": "vip"}, headers=cashier
+    )
+    assert tagged.status_code == 403
+
+    neither = await harness.client.post(
+        "/v1/members",
+        json={"phone": "+8613955556666"},
+        headers=harness.token(merchant, frozenset({"orders:write"})),
+    )
+    assert neither.status_code == 403
+    assert neither.json()["missing_permission"] == "members:register"
+
+
 async def test_pagination_of_members(harness: Harness) -> None:
     merchant = new_id()
     for i in range(3):

@@ -545,6 +545,33 @@ def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+def require_any(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Like :func:`require`, satisfied by any one of ``scopes``.
+
+    For an action that a narrow scope grants on its own and a broader one includes (signing a
+    member up at the till is part of changing member accounts). Name the narrowest scope first:
+    the 403 reports it as the permission to ask for.
+    """
+    if not scopes:
+        raise ValueError("require_any needs at least one scope")
+    wanted = tuple(scopes)
+
+    async def dependency(principal: PrincipalDep) -> Principal:
+        if not any(principal.has(scope) for scope in wanted):
+            listed = "' or '".join(wanted)
+            raise Forbidden(
+                f"This action requires the '{listed}' permission.",
+                missing_permission=wanted[0],
+                any_of_permissions=list(wanted),
+            )
+        return principal
+
+    dependency.__name__ = "require_any_" + "_".join(
+        scope.replace(":", "_").replace(".", "_") for scope in wanted
+    )
+    return dependency
+
+
 def require_store_access(principal: Principal, store_id: uuid.UUID) -> None:
     """404 when ``store_id`` is outside what the caller may see: a 403 would confirm the
     store exists."""

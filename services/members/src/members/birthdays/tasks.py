@@ -74,7 +74,7 @@ async def sweep_chunk(
                 source_key=str(today.year),
                 now=now,
             )
-        await tags.refresh(session, member)
+        await tags.refresh(session, member, today=today)
     if issued:
         log.info("issued %d birthday coupons for merchant %s", issued, merchant_id)
     return members[-1].id if len(members) == limit else None

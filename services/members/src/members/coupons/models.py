@@ -86,6 +86,9 @@ class Coupon(Base):
     source: Mapped[str] = mapped_column(sa.Text)
     source_key: Mapped[str | None] = mapped_column(sa.Text)
     sequence: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Kind of the step ``sequence`` came with (``reserved``, ``redeemed``, ``released``);
+    #: ``None`` before any, or for a coupon stepped before it was recorded.
+    last_step: Mapped[str | None] = mapped_column(sa.Text)
     order_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
     discount: Mapped[int | None] = mapped_column(sa.BigInteger)
     void_reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -106,5 +109,8 @@ class Coupon(Base):
         sa.Index("ix_coupons_member_issued", "member_id", "issued_at", "id"),
         sa.CheckConstraint(
             "state IN ('issued', 'reserved', 'redeemed', 'voided')", name="ck_coupons_state"
+        ),
+        sa.CheckConstraint(
+            "last_step IN ('reserved', 'redeemed', 'released')", name="ck_coupons_last_step"
         ),
     )

@@ -466,6 +466,7 @@ async def apply_redemption_step(
         return False
     kind = envelope.type.rsplit(".", 1)[1]
     coupon.sequence = step.sequence
+    coupon.last_step = kind
     if coupon.state != "voided" or kind == "redeemed":
         coupon.state = _STEP_STATE[kind]
         coupon.order_id = step.order_id

@@ -34,11 +34,13 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import phones
 from contracts.ids import new_id
+from members.coupons.models import Coupon
 from members.imports.reader import read_rows
 from members.member.schemas import MemberCreate, MemberUpdate
 from members.member.service import create_member, update_member
@@ -441,20 +443,47 @@ EXPORT_COLUMNS: Final = [
     Column("level", "会员等级", "Level"),
     Column("tags", "标签", "Tags"),
     Column("points_balance", "积分余额", "Points balance"),
+    Column("usable_coupons", "可用优惠券数", "Usable coupons"),
+    Column("usable_coupon_codes", "可用优惠券码", "Usable coupon codes"),
     Column("created_at", "注册时间", "Registered at"),
 ]
 
 
+def _usable_coupons(merchant_id: uuid.UUID) -> sa.Subquery:
+    """Per member, the coupons they can still present at a till: issued (not held by an open
+    order, redeemed or voided) and not expired at the export's time, soonest to expire first.
+    Coupons are not imported back (they come from templates): these columns are for reading."""
+    return (
+        scoped_to_merchant(
+            sa.select(
+                Coupon.member_id,
+                sa.func.count().label("count"),
+                sa.func.string_agg(
+                    Coupon.code,
+                    aggregate_order_by(sa.literal_column("','"), Coupon.valid_until, Coupon.code),
+                ).label("codes"),
+            ),
+            Coupon,
+            merchant_id,
+        )
+        .where(Coupon.state == "issued", Coupon.valid_until > sa.func.now())
+        .group_by(Coupon.member_id)
+        .subquery("usable")
+    )
+
+
 async def _member_rows(database: Database, merchant_id: uuid.UUID) -> AsyncIterator[Sequence[Any]]:
+    usable = _usable_coupons(merchant_id)
     stmt = (
-        scoped_to_merchant(sa.select(Member), Member, merchant_id)
+        scoped_to_merchant(sa.select(Member, usable.c.count, usable.c.codes), Member, merchant_id)
+        .outerjoin(usable, usable.c.member_id == Member.id)
         .order_by(Member.created_at, Member.id)
         .execution_options(yield_per=BATCH)
     )
     # The response outlives the request's transaction: the rows stream from one of their own.
     async with database.transaction() as session:
-        result = await session.stream_scalars(stmt)
-        async for member in result:
+        result = await session.stream(stmt)
+        async for member, count, codes in result:
             yield [
                 member.id,
                 member.phone,
@@ -463,6 +492,8 @@ async def _member_rows(database: Database, merchant_id: uuid.UUID) -> AsyncItera
                 member.level,
                 ",".join(member.tags or []),
                 member.points_balance,
+                count or 0,
+                codes or "",
                 member.created_at,
             ]
 

@@ -49,6 +49,8 @@ class TagRule(Base):
     min_total_spend: Mapped[int | None] = mapped_column(sa.BigInteger)
     min_visit_count: Mapped[int | None] = mapped_column(sa.Integer)
     birthday_month: Mapped[int | None] = mapped_column(sa.Integer)
+    #: Names of :data:`members.analysis.rfm.SEGMENTS`; the member's segment is one of them.
+    rfm_segments: Mapped[list[str] | None] = mapped_column(pg.ARRAY(sa.Text))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     version: Mapped[int] = mapped_column(sa.Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=_now)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from members.analysis.rfm import SEGMENTS
 from members.levels.schemas import LevelName
 from members.member.schemas import Tag
 from members.tags.models import TagRule
@@ -17,6 +19,26 @@ class TagAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tag: Tag
+
+
+_SEGMENT_NAMES = tuple(SEGMENTS.values())
+
+
+def _known_segment(name: str) -> str:
+    if name not in _SEGMENT_NAMES:
+        raise PydanticCustomError(
+            "unknown_rfm_segment",
+            "Not an RFM segment; one of: {names}.",
+            {"names": ", ".join(_SEGMENT_NAMES)},
+        )
+    return name
+
+
+def _distinct(names: list[str] | None) -> list[str] | None:
+    return None if names is None else list(dict.fromkeys(names))
+
+
+RfmSegmentName = Annotated[str, Field(max_length=40), AfterValidator(_known_segment)]
 
 
 class _Conditions(BaseModel):
@@ -31,9 +53,28 @@ class _Conditions(BaseModel):
     birthday_month: int | None = Field(
         default=None, ge=1, le=12, strict=True, description="The member's birthday month."
     )
+    rfm_segments: Annotated[
+        list[RfmSegmentName] | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=len(_SEGMENT_NAMES),
+            description=(
+                "The member's RFM segment (over all the merchant's stores, as of the "
+                "merchant's today) is one of these: " + ", ".join(_SEGMENT_NAMES) + "."
+            ),
+        ),
+        AfterValidator(_distinct),
+    ] = None
 
 
-_CONDITIONS = ("levels", "min_points_balance", "min_total_spend", "min_visit_count")
+_CONDITIONS = (
+    "levels",
+    "min_points_balance",
+    "min_total_spend",
+    "min_visit_count",
+    "rfm_segments",
+)
 
 
 class TagRuleCreate(_Conditions):
@@ -73,6 +114,7 @@ class TagRuleOut(BaseModel):
     min_total_spend: int | None
     min_visit_count: int | None
     birthday_month: int | None
+    rfm_segments: list[str] | None
     active: bool
     version: int
     created_at: datetime

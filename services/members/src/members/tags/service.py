@@ -5,11 +5,12 @@ meet, sorted; ``member_tags`` remembers where each one comes from, so removing a
 keeps it while a rule still gives it, and a rule no longer met takes away only its own.
 
 :func:`refresh` is the one place a member's level and rule tags are re-evaluated: after a
-paid order, after a change of the member, and by the periodic sweep (which catches rule and
-level definitions that changed, and birthday months that began or ended). It bumps the
-member's version and announces ``members.member.updated`` only when something changed, so
-running it twice, or from two replicas at once (the member row is locked), changes nothing
-the second time.
+paid order, after a change of the member, after a visit or refund reaches the member's analysis
+facts (RFM segments a rule names are computed from them), and by the periodic sweep (which
+catches rule and level definitions that changed, birthday months that began or ended, and RFM
+recency that faded with time). It bumps the member's version and announces
+``members.member.updated`` only when something changed, so running it twice, or from two
+replicas at once (the member row is locked), changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import EventEnvelope
+from members.analysis.rfm import Rfm
+from members.analysis.service import member_rfm
 from members.birthdays.service import today_for
 from members.levels import service as levels
 from members.levels.models import MemberStats
@@ -34,7 +37,17 @@ from servicekit.auth import scoped_to_merchant
 from servicekit.errors import Conflict, NotFound, VersionMismatch
 
 
-def rule_met(rule: TagRule, member: Member, stats: MemberStats | None, today: date) -> bool:
+def rule_met(
+    rule: TagRule,
+    member: Member,
+    stats: MemberStats | None,
+    today: date,
+    rfm: Rfm | None = None,
+) -> bool:
+    """Whether ``member`` meets every condition of ``rule``; ``rfm`` is the member's RFM as of
+    ``today``, needed when the rule names segments (without it such a rule is not met)."""
+    if rule.rfm_segments is not None and (rfm is None or rfm.segment not in rule.rfm_segments):
+        return False
     if rule.levels is not None and member.level not in rule.levels:
         return False
     if rule.min_points_balance is not None and member.points_balance < rule.min_points_balance:
@@ -115,23 +128,34 @@ async def refresh(
     before: Profile | None = None,
     version_bumped: bool = False,
     announce: bool = False,
+    today: date | None = None,
 ) -> bool:
     """Re-evaluate the level and rule tags of ``member`` (locked by the caller) and announce
     the member when what ``members.member.updated`` carries differs from ``before`` (by
     default: as the member was when called), or always with ``announce``. The version rises
-    once per change, unless the caller raised it already. Whether an event was written."""
+    once per change, unless the caller raised it already. ``today`` (default: the merchant's
+    today) is the day birthday months and RFM are judged on. Whether an event was written."""
     if before is None:
         before = profile(member)
     await levels.level_up(session, member)
     stats = await levels.stats_of(session, member)
-    today = await today_for(session, member.merchant_id)
-    rules = await session.scalars(
-        scoped_to_merchant(sa.select(TagRule), TagRule, member.merchant_id).where(
-            TagRule.active.is_(True)
+    if today is None:
+        today = await today_for(session, member.merchant_id)
+    rules = (
+        await session.scalars(
+            scoped_to_merchant(sa.select(TagRule), TagRule, member.merchant_id).where(
+                TagRule.active.is_(True)
+            )
         )
+    ).all()
+    # Only a rule naming segments pays for reading the member's visits.
+    rfm = (
+        await member_rfm(session, member.merchant_id, member.id, today)
+        if any(r.rfm_segments is not None for r in rules)
+        else None
     )
     await _set_source(
-        session, member, "rule", [r.tag for r in rules if rule_met(r, member, stats, today)]
+        session, member, "rule", [r.tag for r in rules if rule_met(r, member, stats, today, rfm)]
     )
     await _read_model(session, member)
     changed = profile(member) != before
@@ -144,6 +168,27 @@ async def refresh(
     await session.refresh(member)
     await publish_updated(session, member, causation)
     return True
+
+
+async def refresh_for_visits(
+    session: AsyncSession, merchant_id: uuid.UUID, member_id: uuid.UUID, causation: EventEnvelope
+) -> None:
+    """Re-evaluate a member whose visit facts changed, when a rule of the merchant depends on
+    them: the points consumer may have refreshed the member before this visit was recorded."""
+    uses_rfm = await session.scalar(
+        scoped_to_merchant(sa.select(sa.literal(True)), TagRule, merchant_id)
+        .where(TagRule.active.is_(True), TagRule.rfm_segments.is_not(None))
+        .limit(1)
+    )
+    if not uses_rfm:
+        return
+    member = await session.scalar(
+        scoped_to_merchant(sa.select(Member), Member, merchant_id)
+        .where(Member.id == member_id)
+        .with_for_update()
+    )
+    if member is not None:
+        await refresh(session, member, causation=causation)
 
 
 async def _locked_member(

@@ -16,6 +16,10 @@ Checks and their codes:
 * ``points``: ``points_ledger_mismatch``, a points balance that is not the sum of the
   member's points ledger.
 * ``birthdays``: ``birthday_in_future`` and ``birthday_before_1900``.
+* ``coupons``: ``coupon_state_mismatch``, a coupon whose state contradicts the last
+  ``orders.coupon.*`` step recorded for it (or that is reserved or redeemed with no step or no
+  order); ``coupon_limit_exceeded``, a member holding more unvoided coupons of a template than
+  its per-member limit.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import phones
+from members.coupons.models import Coupon, CouponTemplate
 from members.models import Member, MemberImportRow, PointsEntry
 from servicekit.auth import scoped_to_merchant
 
@@ -174,6 +179,122 @@ async def invalid_birthdays(
                 f"birthday {birthday.isoformat()} is {what}.",
                 "Ask the member for their birthday, or clear it.",
                 {"birthday": birthday.isoformat()},
+            )
+        )
+    return issues
+
+
+#: The states a coupon may be in after its last redemption step. A voided coupon stays voided
+#: when an order reserves or releases it (a till that had not seen the void yet), but a
+#: redemption is a sale that happened: it wins over the void.
+STATES_AFTER_STEP: Final[dict[str | None, frozenset[str]]] = {
+    None: frozenset({"issued", "voided"}),
+    "reserved": frozenset({"reserved", "voided"}),
+    "redeemed": frozenset({"redeemed"}),
+    "released": frozenset({"issued", "voided"}),
+}
+_HELD = ("reserved", "redeemed")
+
+
+def _contradicts_steps() -> sa.ColumnElement[bool]:
+    return sa.or_(
+        # Never stepped, yet held or used.
+        sa.and_(Coupon.sequence == 0, Coupon.state.in_(_HELD)),
+        *(
+            sa.and_(Coupon.last_step == step, Coupon.state.not_in(sorted(states)))
+            for step, states in STATES_AFTER_STEP.items()
+            if step is not None
+        ),
+        sa.and_(Coupon.state.in_(_HELD), Coupon.order_id.is_(None)),
+    )
+
+
+@check("coupons")
+async def coupons_vs_steps_and_limits(
+    session: AsyncSession, merchant_id: uuid.UUID, only: Only
+) -> list[Issue]:
+    coupons = scoped_to_merchant(sa.select(Coupon), Coupon, merchant_id).where(_contradicts_steps())
+    if only is not None:
+        coupons = coupons.where(Coupon.member_id.in_(sorted(only)))
+    issues: list[Issue] = []
+    for coupon in await session.scalars(coupons.order_by(Coupon.issued_at, Coupon.id)):
+        # A coupon stepped before the steps were recorded (sequence > 0, no last step) can
+        # only be judged on its order.
+        step = coupon.last_step if coupon.sequence > 0 else None
+        if coupon.sequence > 0 and step is None:
+            expected = "an order holding it"
+        else:
+            expected = " or ".join(sorted(STATES_AFTER_STEP[step]))
+        if coupon.state in _HELD and coupon.order_id is None:
+            why = f"it is {coupon.state} but names no order"
+        elif step is None:
+            why = f"it is {coupon.state} but orders never reserved it"
+        else:
+            why = f"it is {coupon.state} after orders last announced it {step}"
+        issues.append(
+            Issue(
+                coupon.member_id,
+                "coupon_state_mismatch",
+                f"coupon {coupon.code}: {why} (step {coupon.sequence}; expected {expected}).",
+                "Look the coupon's order up in orders: redeemed if it was paid, issued again "
+                "if it was cancelled or fully refunded, reserved while it is open; void the "
+                "coupon if it should not be used.",
+                {
+                    "coupon_id": str(coupon.id),
+                    "code": coupon.code,
+                    "state": coupon.state,
+                    "last_step": step,
+                    "sequence": coupon.sequence,
+                    "order_id": None if coupon.order_id is None else str(coupon.order_id),
+                },
+            )
+        )
+
+    held = sa.func.count(Coupon.id)
+    over = (
+        scoped_to_merchant(
+            sa.select(
+                Coupon.member_id,
+                CouponTemplate.id,
+                CouponTemplate.name,
+                CouponTemplate.per_member_limit,
+                held.label("held"),
+            ),
+            Coupon,
+            merchant_id,
+        )
+        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+        .where(
+            CouponTemplate.merchant_id == merchant_id,
+            CouponTemplate.per_member_limit.is_not(None),
+            Coupon.state != "voided",
+        )
+        .group_by(
+            Coupon.member_id,
+            CouponTemplate.id,
+            CouponTemplate.name,
+            CouponTemplate.per_member_limit,
+        )
+        .having(held > CouponTemplate.per_member_limit)
+        .order_by(Coupon.member_id, CouponTemplate.id)
+    )
+    if only is not None:
+        over = over.where(Coupon.member_id.in_(sorted(only)))
+    for member_id, template_id, name, limit, count in await session.execute(over):
+        assert limit is not None  # the query keeps templates with a limit
+        issues.append(
+            Issue(
+                member_id,
+                "coupon_limit_exceeded",
+                f"holds {count} coupons of template {name!r}, limit {limit}.",
+                "Void the extra unused coupons, or raise the template's per-member limit if "
+                "it was lowered after they were issued.",
+                {
+                    "template_id": str(template_id),
+                    "held": int(count),
+                    "limit": int(limit),
+                    "excess": int(count) - int(limit),
+                },
             )
         )
     return issues
