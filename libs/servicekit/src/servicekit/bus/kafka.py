@@ -187,12 +187,22 @@ class KafkaConsumerTransport:
         heartbeat_interval_ms: int = 1_000,
         rebalance_timeout_ms: int = 5_000,
         fetch_max_wait_ms: int = 50,
+        idle_fetch_max_wait_ms: int = 1_000,
         partitions: int = 3,
         call_timeout: float = 15.0,
     ) -> None:
-        # How long the broker may hold a fetch waiting for data. aiokafka's 500 ms default is
-        # what an event waits when traffic is light; 50 ms keeps checkout effects prompt.
+        # How long the broker may hold a fetch waiting for data. The embedded broker (Tansu)
+        # does not answer a fetch the moment data arrives: it looks again after half the wait,
+        # then after half the rest, and so on, so a record can wait up to half the fetch wait.
+        # 50 ms keeps checkout effects prompt while messages flow, but every consumer then
+        # sends 20 fetches a second, which is most of what an idle stack costs. So the wait
+        # grows with the time since the last record (a quarter of it, up to
+        # ``idle_fetch_max_wait_ms``): what a first record after a lull waits stays a small
+        # fraction of the lull, and an idle consumer asks once a second.
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._idle_fetch_max_wait_ms = max(idle_fetch_max_wait_ms, fetch_max_wait_ms)
+        self._last_record_at = time.monotonic()
+        self._current_wait_ms = fetch_max_wait_ms
         self._timeouts = {
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
@@ -240,11 +250,35 @@ class KafkaConsumerTransport:
             raise
         self._consumer = consumer
         self._unassigned_since = None
+        self._last_record_at = time.monotonic()
+        self._current_wait_ms = self._fetch_max_wait_ms
 
     async def stop(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await _stop_quietly(consumer.stop())
+
+    def fetch_wait_ms(self, now: float | None = None) -> int:
+        """The fetch wait for the next request: short while records flow, longer as the
+        consumer stays without any."""
+        quiet_ms = ((time.monotonic() if now is None else now) - self._last_record_at) * 1000
+        return int(min(self._idle_fetch_max_wait_ms, max(self._fetch_max_wait_ms, quiet_ms / 4)))
+
+    def _adapt_fetch_wait(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
+        now = time.monotonic()
+        if got_records:
+            self._last_record_at = now
+        wait = self.fetch_wait_ms(now)
+        # Round to a step so that a growing wait is not written on every poll.
+        if wait != self._current_wait_ms and (
+            wait == self._fetch_max_wait_ms or abs(wait - self._current_wait_ms) >= 50
+        ):
+            self._current_wait_ms = wait
+            # aiokafka builds every fetch request from this attribute; the request in flight
+            # keeps its wait, which the broker cuts short when a record arrives.
+            fetcher = getattr(consumer, "_fetcher", None)
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                fetcher._fetch_max_wait_ms = wait
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -261,6 +295,7 @@ class KafkaConsumerTransport:
         self._check_topics(consumer)
         async with asyncio.timeout(timeout_ms / 1000 + self.call_timeout):
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        self._adapt_fetch_wait(consumer, bool(batch))
         return {
             TopicPartition(tp.topic, tp.partition): [
                 BusMessage(
