@@ -114,7 +114,10 @@ class ServiceSettings(PlatformSettings):
     # The deadline of every single broker call (fetch, commit, metadata, admin).
     kafka_call_timeout: float = 15.0
     consumer_session_timeout_ms: int = 10_000
-    consumer_heartbeat_interval_ms: int = 1_000
+    # Kafka's default (a third of the session): each heartbeat is a broker request of every
+    # consumer group, idle or not; members still learn of a rebalance within the rebalance
+    # timeout.
+    consumer_heartbeat_interval_ms: int = 3_000
     consumer_rebalance_timeout_ms: int = 5_000
     consumer_max_attempts: int = 5
     consumer_retry_backoff: float = 0.2

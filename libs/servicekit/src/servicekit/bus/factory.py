@@ -35,7 +35,7 @@ class KafkaBus:
         bootstrap_servers: str,
         *,
         session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 1_000,
+        heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 5_000,
         partitions: int = 3,
         call_timeout: float = 15.0,

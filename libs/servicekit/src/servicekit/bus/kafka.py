@@ -184,7 +184,7 @@ class KafkaConsumerTransport:
         topics: Iterable[str],
         client_id: str = "countertop",
         session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 1_000,
+        heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 5_000,
         fetch_max_wait_ms: int = 50,
         idle_fetch_max_wait_ms: int = 1_000,
@@ -240,6 +240,10 @@ class KafkaConsumerTransport:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             request_timeout_ms=int(self.call_timeout * 1000),
             metadata_max_age_ms=30_000,
+            # How often aiokafka's fetch routine looks around without being woken (it is woken
+            # by fetch answers, consumption and rebalances): 200 ms by default, five wake-ups a
+            # second of every idle consumer for nothing.
+            consumer_timeout_ms=1_000,
             **self._timeouts,
         )
         try:
@@ -409,6 +413,7 @@ class KafkaLogInspector:
         except BaseException:
             await self.close()
             raise
+        _release(consumer)
         return {
             TopicPartition(tp.topic, tp.partition): LogBounds(starts[tp], ends[tp]) for tp in tps
         }
@@ -459,6 +464,7 @@ class KafkaLogInspector:
         except BaseException:
             await self.close()
             raise
+        _release(consumer)
         return found
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
@@ -468,6 +474,13 @@ class KafkaLogInspector:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await _stop_quietly(consumer.stop())
+
+
+def _release(consumer: AIOKafkaConsumer) -> None:
+    """Drop a log inspector's partitions once read: aiokafka keeps fetching assigned partitions
+    in the background, which between two audits would be a fetch request every wait, for
+    nothing."""
+    consumer.unsubscribe()
 
 
 async def _stop_quietly(stopping: object, timeout: float = 5.0) -> None:
