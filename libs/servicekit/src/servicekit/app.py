@@ -120,6 +120,7 @@ def create_app(
                     service=service,
                     partitions=settings.kafka_partitions,
                     interval=settings.outbox_audit_interval,
+                    idle_interval=settings.outbox_audit_idle_interval,
                 )
             auditor = runtime.auditor
             runtime.relay = OutboxRelay(

@@ -111,6 +111,8 @@ class ServiceSettings(PlatformSettings):
     outbox_max_attempts: int = 5
     # How often the broker's log is checked against what it acknowledged (0: never).
     outbox_audit_interval: float = 5.0
+    # While nothing is sent, the wait between audits doubles up to this.
+    outbox_audit_idle_interval: float = 60.0
     # The deadline of every single broker call (fetch, commit, metadata, admin).
     kafka_call_timeout: float = 15.0
     consumer_session_timeout_ms: int = 10_000

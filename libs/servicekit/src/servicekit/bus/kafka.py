@@ -196,9 +196,9 @@ class KafkaConsumerTransport:
         # then after half the rest, and so on, so a record can wait up to half the fetch wait.
         # 50 ms keeps checkout effects prompt while messages flow, but every consumer then
         # sends 20 fetches a second, which is most of what an idle stack costs. So the wait
-        # grows with the time since the last record (a quarter of it, up to
-        # ``idle_fetch_max_wait_ms``): what a first record after a lull waits stays a small
-        # fraction of the lull, and an idle consumer asks once a second.
+        # grows with the time since the last record (half of it, up to
+        # ``idle_fetch_max_wait_ms``): what a first record after a lull waits stays a quarter
+        # of the lull at most, and a consumer idle for two seconds asks once a second.
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._idle_fetch_max_wait_ms = max(idle_fetch_max_wait_ms, fetch_max_wait_ms)
         self._last_record_at = time.monotonic()
@@ -266,7 +266,7 @@ class KafkaConsumerTransport:
         """The fetch wait for the next request: short while records flow, longer as the
         consumer stays without any."""
         quiet_ms = ((time.monotonic() if now is None else now) - self._last_record_at) * 1000
-        return int(min(self._idle_fetch_max_wait_ms, max(self._fetch_max_wait_ms, quiet_ms / 4)))
+        return int(min(self._idle_fetch_max_wait_ms, max(self._fetch_max_wait_ms, quiet_ms / 2)))
 
     def _adapt_fetch_wait(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
         now = time.monotonic()
