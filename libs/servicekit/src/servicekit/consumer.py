@@ -217,7 +217,9 @@ class EventConsumer:
                 self._uncommitted = {}
                 self._unassigned_since = None
                 while not self._stopping.is_set():
-                    await self.poll_once()
+                    # A poll returns as soon as records are there: the timeout only bounds how
+                    # often an idle consumer looks at its assignment and failed commits.
+                    await self.poll_once(timeout_ms=1_000)
                     if self._stuck_reason is None:
                         failures = 0
             except asyncio.CancelledError:

@@ -121,6 +121,12 @@ class ServiceSettings(PlatformSettings):
     # timeout.
     consumer_heartbeat_interval_ms: int = 3_000
     consumer_rebalance_timeout_ms: int = 5_000
+    # How long the broker may hold a consumer's fetch while records flow, and at most once
+    # the consumer has had none for a while (the wait grows with the quiet time in between).
+    # Kafka answers a fetch as soon as a record arrives, so a long idle wait costs nothing
+    # there; the embedded broker answers within half the wait.
+    consumer_fetch_max_wait_ms: int = 50
+    consumer_idle_fetch_max_wait_ms: int = 2_000
     consumer_max_attempts: int = 5
     consumer_retry_backoff: float = 0.2
     # A consumer restarts itself after this many failed offset commits in a row...

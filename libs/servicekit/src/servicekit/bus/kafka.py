@@ -187,7 +187,7 @@ class KafkaConsumerTransport:
         heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 5_000,
         fetch_max_wait_ms: int = 50,
-        idle_fetch_max_wait_ms: int = 1_000,
+        idle_fetch_max_wait_ms: int = 2_000,
         partitions: int = 3,
         call_timeout: float = 15.0,
     ) -> None:
@@ -198,7 +198,8 @@ class KafkaConsumerTransport:
         # sends 20 fetches a second, which is most of what an idle stack costs. So the wait
         # grows with the time since the last record (half of it, up to
         # ``idle_fetch_max_wait_ms``): what a first record after a lull waits stays a quarter
-        # of the lull at most, and a consumer idle for two seconds asks once a second.
+        # of the lull at most (a second at most with the default 2 s), and an idle consumer
+        # asks every two seconds. Kafka itself answers as soon as a record arrives.
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._idle_fetch_max_wait_ms = max(idle_fetch_max_wait_ms, fetch_max_wait_ms)
         self._last_record_at = time.monotonic()
