@@ -434,6 +434,18 @@ async def db_counters(postgres_url: str) -> tuple[int, int, int, int]:
     return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
 
 
+async def commits_by_database(postgres_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY($1)",
+            list(SERVICE_DATABASES),
+        )
+    finally:
+        await conn.close()
+    return {r[0].removeprefix("countertop_"): int(r[1] or 0) for r in rows}
+
+
 def _database_url(postgres_url: str, name: str) -> str:
     head, _, _ = postgres_url.rpartition("/")
     return f"{head}/{name}"
@@ -644,10 +656,12 @@ async def run(args: argparse.Namespace) -> int:
     cpu_before = _cpu(root)
     machine_before = _machine_busy()
     db_before = await db_counters(stack.postgres_url)
+    commits_before = await commits_by_database(stack.postgres_url)
     window_start = time.monotonic()
     await asyncio.gather(*load)
     window = time.monotonic() - window_start
     db_after = await db_counters(stack.postgres_url)
+    commits_after = await commits_by_database(stack.postgres_url)
     machine_used = _machine_busy() - machine_before
     cpu_used = _cpu_delta(_cpu(root), cpu_before)
 
@@ -692,6 +706,11 @@ async def run(args: argparse.Namespace) -> int:
         f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated; "
         f"{sessions / done:.2f} connections opened"
     )
+    by_db = ", ".join(
+        f"{name} {(commits_after[name] - commits_before.get(name, 0)) / done:.1f}"
+        for name in sorted(commits_after)
+    )
+    print(f"  commits per checkout by database: {by_db}")
     if args.idle_seconds > 0:
         idle = await idle_cpu(root, args.idle_seconds)
         parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))

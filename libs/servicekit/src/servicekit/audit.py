@@ -169,6 +169,13 @@ class LogAuditor:
     def audited_before(self) -> datetime | None:
         return self.last_clean_start
 
+    def note(self, report: AuditReport) -> None:
+        """Count a clean audit that found nothing new sent; anything else starts over."""
+        if report.clean and report.unchanged:
+            self._quiet_audits += 1
+        elif report.ran:
+            self._quiet_audits = 0
+
     def next_wait(self) -> float:
         return min(self.idle_interval, self.interval * 2 ** min(self._quiet_audits, 16))
 
@@ -183,10 +190,7 @@ class LogAuditor:
                 metrics.outbox_log_audits_total.labels(self.service, "failed").inc()
                 log.warning("outbox log audit failed: %s", exc)
             else:
-                if report.clean and report.unchanged:
-                    self._quiet_audits += 1
-                elif report.ran:
-                    self._quiet_audits = 0
+                self.note(report)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.next_wait())
             self._wake.clear()

@@ -276,7 +276,8 @@ class KafkaConsumerTransport:
         wait = self.fetch_wait_ms(now)
         # Round to a step so that a growing wait is not written on every poll.
         if wait != self._current_wait_ms and (
-            wait == self._fetch_max_wait_ms or abs(wait - self._current_wait_ms) >= 50
+            wait in (self._fetch_max_wait_ms, self._idle_fetch_max_wait_ms)
+            or abs(wait - self._current_wait_ms) >= 50
         ):
             self._current_wait_ms = wait
             # aiokafka builds every fetch request from this attribute; the request in flight
