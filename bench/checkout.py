@@ -712,12 +712,15 @@ async def run(args: argparse.Namespace) -> int:
     )
     print(f"  commits per checkout by database: {by_db}")
     if args.idle_seconds > 0:
-        idle = await idle_cpu(root, args.idle_seconds)
-        parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))
-        print(
-            f"idle ({args.idle_seconds:g} s, no traffic, all settled): "
-            f"{sum(idle.values()):.3f} cores for the whole stack ({parts})"
-        )
+        # Twice: right after the effects settled (consumers and auditors still stretching
+        # their waits after the traffic), then the next window (the stack at rest).
+        for when in ("all settled", "the window after"):
+            idle = await idle_cpu(root, args.idle_seconds)
+            parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))
+            print(
+                f"idle ({args.idle_seconds:g} s, no traffic, {when}): "
+                f"{sum(idle.values()):.3f} cores for the whole stack ({parts})"
+            )
     if args.pgbench_seconds > 0:
         bound = await pgbench_bound(stack.postgres_url, *work, args.pgbench_seconds, 16)
         print(
