@@ -177,7 +177,8 @@ class LogAuditor:
             self._quiet_audits = 0
 
     def next_wait(self) -> float:
-        return min(self.idle_interval, self.interval * 2 ** min(self._quiet_audits, 16))
+        backoff: float = self.interval * 2.0 ** min(self._quiet_audits, 16)
+        return min(self.idle_interval, backoff)
 
     async def _run(self) -> None:
         while True:
