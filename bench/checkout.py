@@ -154,18 +154,49 @@ async def login(identity: httpx.AsyncClient, phone: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def prepare(stack: Stack) -> Setup:
+async def bind_receipt_printer(
+    gateway: httpx.AsyncClient, hq: dict[str, str], store_id: str, run: str, address: str
+) -> None:
+    """Bind the stack's fake network printer as the store's receipt printer, as a store has
+    one: without it every receipt job fails its attempts (with backoff) and then for good,
+    work that runs on long after the checkouts and is no part of a checkout."""
+    host, _, port = address.rpartition(":")
+    mac = ":".join(run[i : i + 2] for i in range(0, 6, 2)) + ":00:00:00"
+    deadline = time.monotonic() + 60
+    while True:
+        response = await gateway.post(
+            "/v1/devices/bind",
+            json={
+                "sn": f"BENCH-RECEIPT-{run}",
+                "mac": mac,
+                "type": "receipt_printer",
+                "store_id": store_id,
+                "connection": {"kind": "tcp", "host": host, "port": int(port)},
+            },
+            headers={**hq, "Idempotency-Key": f"bench-printer-{run}-{time.monotonic()}"},
+        )
+        # The gateway learns the store from identity's events: on a fresh stack it may not yet.
+        if response.status_code != 404 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    _ok(response)
+
+
+async def prepare(stack: Stack, receipt_printer: str | None) -> Setup:
     async with (
         stack.client("identity") as identity,
         stack.client("inventory") as inventory,
         stack.client("members") as members,
         stack.client("orders") as orders,
+        stack.client("device-gateway") as gateway,
     ):
         hq = await login(identity, HQ_PHONE)
         cashier = await login(identity, CASHIER_PHONE)
         stores = (await identity.get("/v1/stores", headers=hq)).json()["items"]
         store_id = next(s["id"] for s in stores if s.get("code") == "S001")
         run = secrets.token_hex(3)
+        if receipt_printer:
+            await bind_receipt_printer(gateway, hq, store_id, run, receipt_printer)
         products = []
         for i, price in enumerate(PRODUCT_PRICES):
             response = await inventory.post(
@@ -403,12 +434,26 @@ async def db_counters(postgres_url: str) -> tuple[int, int, int, int]:
     return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)
 
 
+async def commits_by_database(postgres_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY($1)",
+            list(SERVICE_DATABASES),
+        )
+    finally:
+        await conn.close()
+    return {r[0].removeprefix("countertop_"): int(r[1] or 0) for r in rows}
+
+
 def _database_url(postgres_url: str, name: str) -> str:
     head, _, _ = postgres_url.rpartition("/")
     return f"{head}/{name}"
 
 
-async def settle_lags(stack: Stack, order_ids: list[str]) -> dict[str, list[float]]:
+async def settle_lags(
+    stack: Stack, order_ids: list[str], printed: bool = False
+) -> dict[str, list[float]]:
     """Seconds from each payment's completion to each downstream effect, once all are in."""
     ids = [uuid.UUID(o) for o in order_ids]
 
@@ -445,6 +490,12 @@ async def settle_lags(stack: Stack, order_ids: list[str]) -> dict[str, list[floa
             "WHERE source = 'receipt' AND source_id = ANY($1) GROUP BY source_id",
         ),
     }
+    if printed:
+        queries["receipt printed"] = (
+            "countertop_device_gateway",
+            "SELECT source_id, min(printed_at) FROM print_jobs WHERE source = 'receipt' "
+            "AND source_id = ANY($1) AND printed_at IS NOT NULL GROUP BY source_id",
+        )
     deadline = time.monotonic() + 120
     while True:
         found = {name: await fetch(db, sql) for name, (db, sql) in queries.items()}
@@ -584,7 +635,7 @@ async def idle_cpu(root: psutil.Process | None, seconds: float) -> dict[str, flo
 async def run(args: argparse.Namespace) -> int:
     stack = Stack()
     print(f"preparing (stack at {stack.urls['orders']} ...)")
-    setup = await prepare(stack)
+    setup = await prepare(stack, None if args.receipt_printer == "none" else args.receipt_printer)
     root = _stack_root(SERVICES_BY_NAME["orders"].port(stack.env))
     if root is None:
         print("  the stack's processes were not found: no CPU figures")
@@ -605,10 +656,12 @@ async def run(args: argparse.Namespace) -> int:
     cpu_before = _cpu(root)
     machine_before = _machine_busy()
     db_before = await db_counters(stack.postgres_url)
+    commits_before = await commits_by_database(stack.postgres_url)
     window_start = time.monotonic()
     await asyncio.gather(*load)
     window = time.monotonic() - window_start
     db_after = await db_counters(stack.postgres_url)
+    commits_after = await commits_by_database(stack.postgres_url)
     machine_used = _machine_busy() - machine_before
     cpu_used = _cpu_delta(_cpu(root), cpu_before)
 
@@ -632,7 +685,7 @@ async def run(args: argparse.Namespace) -> int:
     print(f"payment retries per checkout: {results.retries / done:.3f}")
     if results.failures:
         print(f"failures: {len(results.failures)}, e.g. {results.failures[0]}")
-    lags = await settle_lags(stack, results.orders)
+    lags = await settle_lags(stack, results.orders, printed=args.receipt_printer != "none")
     for name, values in lags.items():
         print(
             f"settle lag to {name}: p50 {pct(values, 0.5) * 1000:.0f} ms, "
@@ -653,13 +706,21 @@ async def run(args: argparse.Namespace) -> int:
         f"{inserts / done:.1f} rows inserted, {updates / done:.1f} rows updated; "
         f"{sessions / done:.2f} connections opened"
     )
+    by_db = ", ".join(
+        f"{name} {(commits_after[name] - commits_before.get(name, 0)) / done:.1f}"
+        for name in sorted(commits_after)
+    )
+    print(f"  commits per checkout by database: {by_db}")
     if args.idle_seconds > 0:
-        idle = await idle_cpu(root, args.idle_seconds)
-        parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))
-        print(
-            f"idle ({args.idle_seconds:g} s, no traffic, all settled): "
-            f"{sum(idle.values()):.3f} cores for the whole stack ({parts})"
-        )
+        # Twice: right after the effects settled (consumers and auditors still stretching
+        # their waits after the traffic), then the next window (the stack at rest).
+        for when in ("all settled", "the window after"):
+            idle = await idle_cpu(root, args.idle_seconds)
+            parts = ", ".join(f"{g} {share:.3f}" for g, share in sorted(idle.items()))
+            print(
+                f"idle ({args.idle_seconds:g} s, no traffic, {when}): "
+                f"{sum(idle.values()):.3f} cores for the whole stack ({parts})"
+            )
     if args.pgbench_seconds > 0:
         bound = await pgbench_bound(stack.postgres_url, *work, args.pgbench_seconds, 16)
         print(
@@ -685,6 +746,12 @@ def main() -> int:
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--start", action="store_true", help="start a stack for the run")
+    parser.add_argument(
+        "--receipt-printer",
+        default="127.0.0.1:19100",
+        help="host:port of the network printer bound as the store's receipt printer (the "
+        "stack's fake printer); 'none' binds none, and every receipt job fails after retries",
+    )
     args = parser.parse_args()
     with started_stack() if args.start else contextlib.nullcontext():
         return asyncio.run(run(args))

@@ -259,3 +259,33 @@ async def test_another_merchants_print_jobs_are_invisible(gateway: Gateway) -> N
         f"/v1/print-jobs/{job['id']}/reprint", headers=gateway.auth(intruder)
     )
     assert response.status_code == 404
+
+
+async def test_a_retry_is_due_after_its_backoff_not_at_the_next_poll(gateway: Gateway) -> None:
+    dispatcher = gateway.client._transport.app.state.runtime.extras["print_dispatcher"]  # type: ignore[attr-defined]
+    settings = dispatcher.settings
+    saved = settings.print_poll_interval, settings.print_max_attempts
+    # The poll alone would take a minute: only the dispatcher's own wake-up can retry sooner.
+    settings.print_poll_interval, settings.print_max_attempts = 60.0, 20
+    try:
+        merchant_id = uuid.uuid4()
+        store_id = await gateway.store(merchant_id)
+        printer = await gateway.printer()
+        await gateway.bind_printer(merchant_id, store_id, printer, station="grill")
+        printer.paper_out = True
+        sent = ticket(store_id, station="grill")
+        await gateway.publish(envelope(sent, merchant_id, sent.ticket_id))
+
+        async def tried_and_queued() -> bool:
+            found = await jobs(gateway, merchant_id, store_id, source_id=str(sent.ticket_id))
+            return bool(found) and found[0]["attempts"] >= 1 and found[0]["state"] == "queued"
+
+        await eventually(tried_and_queued, timeout=30.0)
+        printer.paper_out = False
+        (printout,) = await printer.wait_for(1, timeout=10.0)
+        assert "Dumplings" in printout.text
+        job = await wait_job_state(gateway, merchant_id, store_id, sent.ticket_id, "printed")
+        assert job["attempts"] >= 2
+    finally:
+        settings.print_poll_interval, settings.print_max_attempts = saved
+        dispatcher.wake()

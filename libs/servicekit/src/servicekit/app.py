@@ -82,6 +82,8 @@ def create_app(
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        idle_fetch_max_wait_ms=settings.consumer_idle_fetch_max_wait_ms,
         partitions=settings.kafka_partitions,
         call_timeout=settings.kafka_call_timeout,
     )
@@ -120,6 +122,7 @@ def create_app(
                     service=service,
                     partitions=settings.kafka_partitions,
                     interval=settings.outbox_audit_interval,
+                    idle_interval=settings.outbox_audit_idle_interval,
                 )
             auditor = runtime.auditor
             runtime.relay = OutboxRelay(

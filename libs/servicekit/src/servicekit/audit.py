@@ -109,6 +109,8 @@ class AuditReport:
     ran: bool = False
     rearmed: dict[str, int] = field(default_factory=dict)
     reasons: dict[TopicPartition, str] = field(default_factory=dict)
+    #: Nothing was recorded sent since the audit before.
+    unchanged: bool = False
 
     @property
     def clean(self) -> bool:
@@ -124,6 +126,7 @@ class LogAuditor:
         service: str,
         partitions: int,
         interval: float = 5.0,
+        idle_interval: float | None = None,
         on_rearmed: Callable[[], None] | None = None,
     ) -> None:
         self.database = database
@@ -131,6 +134,12 @@ class LogAuditor:
         self.service = service
         self.partitions = partitions
         self.interval = interval
+        # While nothing is sent the wait between audits doubles up to this: an idle service
+        # stops asking the broker and its database every few seconds. A log lost meanwhile is
+        # found that much later, and still re-published.
+        self.idle_interval = max(interval, idle_interval if idle_interval is not None else interval)
+        self._quiet_audits = 0
+        self._marks_seen: dict[TopicPartition, int] | None = None
         self.on_rearmed = on_rearmed
         #: Start of the last audit that found nothing lost (database time); None before one.
         self.last_clean_start: datetime | None = None
@@ -160,17 +169,31 @@ class LogAuditor:
     def audited_before(self) -> datetime | None:
         return self.last_clean_start
 
+    def note(self, report: AuditReport) -> None:
+        """Count a clean audit that found nothing new sent; anything else starts over."""
+        if report.clean and report.unchanged:
+            self._quiet_audits += 1
+        elif report.ran:
+            self._quiet_audits = 0
+
+    def next_wait(self) -> float:
+        backoff: float = self.interval * 2.0 ** min(self._quiet_audits, 16)
+        return min(self.idle_interval, backoff)
+
     async def _run(self) -> None:
         while True:
             try:
-                await self.audit_once()
+                report = await self.audit_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._quiet_audits = 0
                 metrics.outbox_log_audits_total.labels(self.service, "failed").inc()
                 log.warning("outbox log audit failed: %s", exc)
+            else:
+                self.note(report)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), self.next_wait())
             self._wake.clear()
 
     # -- one audit -------------------------------------------------------------------------
@@ -191,6 +214,9 @@ class LogAuditor:
                 for r in await conn.execute(_COLLISIONS, {"since": since})
             }
             report.ran = True
+            offsets = {tp: offset for tp, (offset, _) in marks.items()}
+            report.unchanged = offsets == self._marks_seen
+            self._marks_seen = offsets
             if marks:
                 await self._judge(conn, marks, collided, report)
             if report.rearmed:

@@ -6,8 +6,9 @@ DO NOTHING`` in the same transaction as the handler's effect, and commits the of
 that transaction committed. A redelivered event (relay retry, consumer crash before the offset
 commit, rebalance) finds its inbox row and is skipped, so each event is applied once.
 
-Throughput: the messages of one partition fetched together are applied in one transaction.
-When a handler fails, that transaction is rolled back and the messages are applied one by one
+Throughput: the messages one poll fetched are applied in one transaction, all partitions
+together. When a handler fails, that transaction is rolled back and each partition's messages
+are applied in a transaction of their own; when that fails too, they are applied one by one
 (each in its own transaction) with retries and backoff; a message that still fails goes to
 ``<topic>.dlq`` with the error, and the partition moves on.
 
@@ -216,7 +217,9 @@ class EventConsumer:
                 self._uncommitted = {}
                 self._unassigned_since = None
                 while not self._stopping.is_set():
-                    await self.poll_once()
+                    # A poll returns as soon as records are there: the timeout only bounds how
+                    # often an idle consumer looks at its assignment and failed commits.
+                    await self.poll_once(timeout_ms=1_000)
                     if self._stuck_reason is None:
                         failures = 0
             except asyncio.CancelledError:
@@ -244,10 +247,11 @@ class EventConsumer:
         except TimeoutError:
             raise ConsumerStuck(f"a fetch did not return within {self.fetch_deadline}s") from None
         offsets: dict[TopicPartition, int] = {}
-        for tp, messages in batch.items():
-            if not messages:
-                continue
-            await self._apply_partition_batch(tp, messages)
+        parts = [(tp, messages) for tp, messages in batch.items() if messages]
+        if len(parts) < 2 or not await self._apply_partitions_together(parts):
+            for tp, messages in parts:
+                await self._apply_partition_batch(tp, messages)
+        for tp, messages in parts:
             offsets[tp] = messages[-1].offset + 1
         if offsets or self._uncommitted:
             # The offsets move only after the effects are committed (one request for all).
@@ -307,6 +311,20 @@ class EventConsumer:
         except ValidationError as exc:
             return _Decoded(message, None, f"not a valid event envelope: {exc}")
         return _Decoded(message, event)
+
+    async def _apply_partitions_together(
+        self, parts: Sequence[tuple[TopicPartition, Sequence[BusMessage]]]
+    ) -> bool:
+        """Apply what one poll brought from several partitions in one transaction (one
+        commit and one inbox claim instead of one per partition); False when that failed and
+        nothing was applied, for the partitions to be applied each on its own."""
+        decoded = [self._decode(m) for _, messages in parts for m in messages]
+        try:
+            await self._apply_together(decoded)
+        except Exception as exc:
+            log.info("poll of %d partitions failed together (%s); one by one", len(parts), exc)
+            return False
+        return True
 
     async def _apply_partition_batch(
         self, tp: TopicPartition, messages: Sequence[BusMessage]

@@ -111,11 +111,22 @@ class ServiceSettings(PlatformSettings):
     outbox_max_attempts: int = 5
     # How often the broker's log is checked against what it acknowledged (0: never).
     outbox_audit_interval: float = 5.0
+    # While nothing is sent, the wait between audits doubles up to this.
+    outbox_audit_idle_interval: float = 60.0
     # The deadline of every single broker call (fetch, commit, metadata, admin).
     kafka_call_timeout: float = 15.0
     consumer_session_timeout_ms: int = 10_000
-    consumer_heartbeat_interval_ms: int = 1_000
+    # Kafka's default (a third of the session): each heartbeat is a broker request of every
+    # consumer group, idle or not; members still learn of a rebalance within the rebalance
+    # timeout.
+    consumer_heartbeat_interval_ms: int = 3_000
     consumer_rebalance_timeout_ms: int = 5_000
+    # How long the broker may hold a consumer's fetch while records flow, and at most once
+    # the consumer has had none for a while (the wait grows with the quiet time in between).
+    # Kafka answers a fetch as soon as a record arrives, so a long idle wait costs nothing
+    # there; the embedded broker answers within half the wait.
+    consumer_fetch_max_wait_ms: int = 50
+    consumer_idle_fetch_max_wait_ms: int = 2_000
     consumer_max_attempts: int = 5
     consumer_retry_backoff: float = 0.2
     # A consumer restarts itself after this many failed offset commits in a row...

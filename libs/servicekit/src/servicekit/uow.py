@@ -112,4 +112,11 @@ async def committing(database: Database, work: Callable[[AsyncSession], Awaitabl
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def _database_dependency(request: Request) -> Database:
+    # A coroutine: FastAPI would run a plain function in a worker thread on every request.
+    return get_database(request)
+
+
+DatabaseDep = Annotated[Database, Depends(_database_dependency)]

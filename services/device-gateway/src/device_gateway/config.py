@@ -20,7 +20,8 @@ class Settings(ServiceSettings):
     print_status_timeout: float = 0.3
     # A job sent but never confirmed (the gateway died mid-send) is tried again after this.
     print_lease_seconds: float = 30.0
-    print_poll_interval: float = 1.0
+    # A fallback only: the dispatcher wakes on NOTIFY and when a retry it scheduled is due.
+    print_poll_interval: float = 5.0
     print_workers: int = 4
     run_printing: bool = True
 
@@ -31,7 +32,8 @@ class Settings(ServiceSettings):
     mqtt_reconnect_backoff_max: float = 15.0
     # A command sent but not acknowledged is sent again after this many seconds.
     command_resend_seconds: float = 10.0
-    command_poll_interval: float = 1.0
+    # A fallback only: the sender wakes on NOTIFY and when a command it sent is due again.
+    command_poll_interval: float = 5.0
 
     # Alerts: a bound device offline for this long raises an ``offline`` alert.
     offline_alert_minutes: float = 5.0

@@ -1,5 +1,8 @@
 """Dependencies shared by the routers: the service's settings, provider adapters and the
-way to read an order through from the orders service."""
+way to read an order through from the orders service.
+
+They are coroutines although they never wait: FastAPI runs a plain function dependency in a
+worker thread, a hand-off to a thread and back on every request for reading an attribute."""
 
 from __future__ import annotations
 
@@ -13,17 +16,21 @@ from payments.providers import Providers
 from payments.replica.read_through import OrdersClient
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    return _settings(request)
+
+
+def _settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_providers(request: Request) -> Providers:
+async def get_providers(request: Request) -> Providers:
     return cast(Providers, request.app.state.providers)
 
 
-def get_order_source(request: Request) -> OrderSource:
+async def get_order_source(request: Request) -> OrderSource:
     """Reads go to orders with the caller's own token, so orders applies the caller's rights."""
-    settings = get_settings(request)
+    settings = _settings(request)
     return OrderSource(
         client=cast(OrdersClient, request.app.state.orders_client),
         authorization=request.headers.get("Authorization"),

@@ -35,8 +35,10 @@ class KafkaBus:
         bootstrap_servers: str,
         *,
         session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 1_000,
+        heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 5_000,
+        fetch_max_wait_ms: int = 50,
+        idle_fetch_max_wait_ms: int = 2_000,
         partitions: int = 3,
         call_timeout: float = 15.0,
     ) -> None:
@@ -49,6 +51,10 @@ class KafkaBus:
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
             "rebalance_timeout_ms": rebalance_timeout_ms,
+        }
+        self._fetch_waits = {
+            "fetch_max_wait_ms": fetch_max_wait_ms,
+            "idle_fetch_max_wait_ms": idle_fetch_max_wait_ms,
         }
 
     def publisher(self, client_id: str) -> PublisherTransport:
@@ -65,6 +71,7 @@ class KafkaBus:
             partitions=self.partitions,
             call_timeout=self.call_timeout,
             **self._timeouts,
+            **self._fetch_waits,
         )
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:

@@ -184,15 +184,26 @@ class KafkaConsumerTransport:
         topics: Iterable[str],
         client_id: str = "countertop",
         session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 1_000,
+        heartbeat_interval_ms: int = 3_000,
         rebalance_timeout_ms: int = 5_000,
         fetch_max_wait_ms: int = 50,
+        idle_fetch_max_wait_ms: int = 2_000,
         partitions: int = 3,
         call_timeout: float = 15.0,
     ) -> None:
-        # How long the broker may hold a fetch waiting for data. aiokafka's 500 ms default is
-        # what an event waits when traffic is light; 50 ms keeps checkout effects prompt.
+        # How long the broker may hold a fetch waiting for data. The embedded broker (Tansu)
+        # does not answer a fetch the moment data arrives: it looks again after half the wait,
+        # then after half the rest, and so on, so a record can wait up to half the fetch wait.
+        # 50 ms keeps checkout effects prompt while messages flow, but every consumer then
+        # sends 20 fetches a second, which is most of what an idle stack costs. So the wait
+        # grows with the time since the last record (half of it, up to
+        # ``idle_fetch_max_wait_ms``): what a first record after a lull waits stays a quarter
+        # of the lull at most (a second at most with the default 2 s), and an idle consumer
+        # asks every two seconds. Kafka itself answers as soon as a record arrives.
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._idle_fetch_max_wait_ms = max(idle_fetch_max_wait_ms, fetch_max_wait_ms)
+        self._last_record_at = time.monotonic()
+        self._current_wait_ms = fetch_max_wait_ms
         self._timeouts = {
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
@@ -230,6 +241,10 @@ class KafkaConsumerTransport:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             request_timeout_ms=int(self.call_timeout * 1000),
             metadata_max_age_ms=30_000,
+            # How often aiokafka's fetch routine looks around without being woken (it is woken
+            # by fetch answers, consumption and rebalances): 200 ms by default, five wake-ups a
+            # second of every idle consumer for nothing.
+            consumer_timeout_ms=1_000,
             **self._timeouts,
         )
         try:
@@ -240,11 +255,36 @@ class KafkaConsumerTransport:
             raise
         self._consumer = consumer
         self._unassigned_since = None
+        self._last_record_at = time.monotonic()
+        self._current_wait_ms = self._fetch_max_wait_ms
 
     async def stop(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await _stop_quietly(consumer.stop())
+
+    def fetch_wait_ms(self, now: float | None = None) -> int:
+        """The fetch wait for the next request: short while records flow, longer as the
+        consumer stays without any."""
+        quiet_ms = ((time.monotonic() if now is None else now) - self._last_record_at) * 1000
+        return int(min(self._idle_fetch_max_wait_ms, max(self._fetch_max_wait_ms, quiet_ms / 2)))
+
+    def _adapt_fetch_wait(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
+        now = time.monotonic()
+        if got_records:
+            self._last_record_at = now
+        wait = self.fetch_wait_ms(now)
+        # Round to a step so that a growing wait is not written on every poll.
+        if wait != self._current_wait_ms and (
+            wait in (self._fetch_max_wait_ms, self._idle_fetch_max_wait_ms)
+            or abs(wait - self._current_wait_ms) >= 50
+        ):
+            self._current_wait_ms = wait
+            # aiokafka builds every fetch request from this attribute; the request in flight
+            # keeps its wait, which the broker cuts short when a record arrives.
+            fetcher = getattr(consumer, "_fetcher", None)
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                fetcher._fetch_max_wait_ms = wait
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -261,6 +301,7 @@ class KafkaConsumerTransport:
         self._check_topics(consumer)
         async with asyncio.timeout(timeout_ms / 1000 + self.call_timeout):
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        self._adapt_fetch_wait(consumer, bool(batch))
         return {
             TopicPartition(tp.topic, tp.partition): [
                 BusMessage(
@@ -374,6 +415,7 @@ class KafkaLogInspector:
         except BaseException:
             await self.close()
             raise
+        _release(consumer)
         return {
             TopicPartition(tp.topic, tp.partition): LogBounds(starts[tp], ends[tp]) for tp in tps
         }
@@ -424,6 +466,7 @@ class KafkaLogInspector:
         except BaseException:
             await self.close()
             raise
+        _release(consumer)
         return found
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int) -> None:
@@ -433,6 +476,13 @@ class KafkaLogInspector:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await _stop_quietly(consumer.stop())
+
+
+def _release(consumer: AIOKafkaConsumer) -> None:
+    """Drop a log inspector's partitions once read: aiokafka keeps fetching assigned partitions
+    in the background, which between two audits would be a fetch request every wait, for
+    nothing."""
+    consumer.unsubscribe()
 
 
 async def _stop_quietly(stopping: object, timeout: float = 5.0) -> None:

@@ -141,4 +141,9 @@ class MqttBridge:
                 command.sent_at = utcnow()
                 command.attempts += 1
                 sent += 1
+        if sent:
+            # Resent when still unacknowledged then: wake for it rather than poll.
+            asyncio.get_running_loop().call_later(
+                self.settings.command_resend_seconds + 0.05, self._wake.set
+            )
         return sent

@@ -1,7 +1,8 @@
 """The print dispatcher: a background task of the gateway that takes due jobs from the queue
 and prints them.
 
-It wakes on ``NOTIFY print_jobs`` (sent when a job commits) and polls as a fallback. Jobs are
+It wakes on ``NOTIFY print_jobs`` (sent when a job commits), when a retry it scheduled falls
+due, and polls as a fallback (a lease that ran out, another replica's retry). Jobs are
 claimed with ``FOR UPDATE SKIP LOCKED`` under a lease, so several gateway replicas share the
 queue and a job whose dispatcher died is taken again when its lease ends. A job that reached
 the printer but whose ``printed`` mark was lost with a crash prints again: a network printer
@@ -167,6 +168,13 @@ class PrintDispatcher:
             )
         if failed:
             log.error("print job %s failed after %d attempts: %s", job.id, job.attempts, errors)
+        else:
+            # The retry is due after its backoff: wake then rather than poll for it.
+            delay = min(
+                settings.print_retry_backoff * 2 ** max(job.attempts - 1, 0),
+                settings.print_retry_backoff_max,
+            )
+            asyncio.get_running_loop().call_later(delay + 0.05, self._wake.set)
 
     async def _not_ready(self, printer: Device, condition: str) -> None:
         assert printer.merchant_id is not None
