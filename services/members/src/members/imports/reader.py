@@ -15,7 +15,17 @@ MAX_ROWS: Final = 50_000
 MAX_BYTES: Final = 10 * 1024 * 1024
 XLSX: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-COLUMNS: Final = ("phone", "name", "birthday", "level", "tags", "opening_points")
+COLUMNS: Final = (
+    "phone",
+    "name",
+    "birthday",
+    "level",
+    "tags",
+    "opening_points",
+    "opening_stored_value_principal",
+    "opening_stored_value_bonus",
+    "stored_value_currency",
+)
 #: Headers in Chinese (ours in the export, and the usual ones of other systems), and the
 #: English headers of the export, mapped to our columns.
 ALIASES: Final[dict[str, str]] = {
@@ -33,6 +43,9 @@ ALIASES: Final[dict[str, str]] = {
     "标签": "tags",
     "期初积分": "opening_points",
     "opening points": "opening_points",
+    "期初储值本金": "opening_stored_value_principal",
+    "期初储值赠送": "opening_stored_value_bonus",
+    "储值币种": "stored_value_currency",
 }
 
 

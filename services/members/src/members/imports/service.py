@@ -11,12 +11,17 @@ non-blank cells differ (``updated``, with the fields changed) and is ``unchanged
 A blank cell leaves the field as it is; a non-blank ``tags`` cell is the member's whole set of
 tags. ``opening_points`` is the balance carried over from another system, booked once per
 member as an ``import`` entry of the points ledger: the same figure again is no change,
-another figure is rejected (``opening_points_already_imported``). So importing the same file
-twice changes nothing, and the same file uploaded again is the same job (keyed by the file's
+another figure is rejected (``opening_points_already_imported``). The opening stored value
+(``opening_stored_value_principal`` and ``opening_stored_value_bonus``, in major units of
+``stored_value_currency``, CNY when blank; a blank part is zero once the other is given) is
+booked the same way: once per member as an ``import`` entry of the stored-value ledger,
+crediting the account in the row's transaction; the same figures again are no change, others
+are rejected (``opening_stored_value_already_imported``). So importing the same file twice
+changes nothing, and the same file uploaded again is the same job (keyed by the file's
 SHA-256).
 
-A rejected row (bad phone, birthday, points, a phone already on an earlier row of the file)
-is reported with a stable code and never stops the rest.
+A rejected row (bad phone, birthday, points, amount, a phone already on an earlier row of the
+file) is reported with a stable code and never stops the rest.
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import phones
 from contracts.ids import new_id
+from contracts.money import Money, minor_unit_exponent
 from members.coupons.models import Coupon
 from members.imports.reader import read_rows
 from members.member.schemas import MemberCreate, MemberUpdate
 from members.member.service import create_member, update_member
 from members.models import Member, MemberImport, MemberImportRow, PointsEntry
+from members.stored_value import service as stored_value
+from members.stored_value.models import StoredValueAccount
 from servicekit.auth import Principal, scoped_to_merchant
 from servicekit.db import Database
 from servicekit.errors import NotFound, Problem, field_errors
@@ -54,6 +62,9 @@ log = logging.getLogger(__name__)
 
 EARLIEST_BIRTHDAY: Final = date(1900, 1, 1)
 MAX_OPENING_POINTS: Final = 10**12
+#: Minor units; far above any real balance, and the sum of both parts stays a bigint.
+MAX_OPENING_STORED_VALUE: Final = 10**15
+DEFAULT_CURRENCY: Final = "CNY"
 #: ASCII and full-width commas and semicolons, the ideographic comma, a bar.
 _TAG_SEPARATORS: Final = re.compile("[,\uff0c;\uff1b\u3001|]")
 _DATE_FORMATS: Final = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d")
@@ -115,6 +126,40 @@ def parse_points(text: str) -> int:
     return points
 
 
+def parse_stored_value(row: dict[str, str]) -> tuple[Money, Money] | None:
+    """The opening stored value (principal, bonus) of the row; ``None`` when both cells are
+    blank."""
+    principal_text = row.get("opening_stored_value_principal", "")
+    bonus_text = row.get("opening_stored_value_bonus", "")
+    if not principal_text and not bonus_text:
+        return None
+    currency = (row.get("stored_value_currency") or DEFAULT_CURRENCY).upper()
+    try:
+        minor_unit_exponent(currency)
+    except ValueError:
+        raise Rejected("invalid_currency", f"{currency!r} is not a supported currency.") from None
+
+    def amount(column: str, text: str) -> Money:
+        if not text:
+            return Money.zero(currency)
+        try:
+            money = Money.parse(text, currency)
+        except ValueError:
+            raise Rejected(
+                "invalid_amount",
+                f"{column} must be an amount of {currency} such as 100.00, "
+                "with no more decimals than the currency has.",
+            ) from None
+        if money.is_negative or money.amount > MAX_OPENING_STORED_VALUE:
+            raise Rejected("invalid_amount", f"{column} must be 0 or more.")
+        return money
+
+    return (
+        amount("opening_stored_value_principal", principal_text),
+        amount("opening_stored_value_bonus", bonus_text),
+    )
+
+
 def row_phone(row: dict[str, str]) -> str:
     text = row.get("phone", "")
     if not text:
@@ -131,6 +176,8 @@ class Parsed:
     #: The member fields of the row's non-blank cells.
     fields: dict[str, Any]
     opening_points: int | None
+    #: Principal and bonus.
+    opening_stored_value: tuple[Money, Money] | None = None
 
 
 def parse_row(row: dict[str, str], today: date) -> Parsed:
@@ -146,13 +193,14 @@ def parse_row(row: dict[str, str], today: date) -> Parsed:
     if row.get("tags"):
         fields["tags"] = parse_tags(row["tags"])
     points = parse_points(row["opening_points"]) if row.get("opening_points") else None
+    opening_stored_value = parse_stored_value(row)
     try:
         # The same checks as a registration at the till (lengths, storable text).
         checked = MemberCreate.model_validate({"phone": phone, **fields})
     except ValidationError as exc:
         error = field_errors(exc.errors())[0]
         raise Rejected(error.code, f"{error.field}: {error.message}") from None
-    return Parsed(phone, checked.model_dump(include=set(fields)), points)
+    return Parsed(phone, checked.model_dump(include=set(fields)), points, opening_stored_value)
 
 
 def mark_duplicates(rows: list[dict[str, str]]) -> None:
@@ -214,6 +262,26 @@ async def _book_opening_points(
     return True
 
 
+async def _book_opening_stored_value(
+    session: AsyncSession, member: Member, opening: tuple[Money, Money], import_id: uuid.UUID
+) -> bool:
+    """Credit the member's opening stored value; ``False`` when it is booked already. The
+    member row is locked by the caller."""
+    principal, bonus = opening
+    try:
+        return await stored_value.book_opening(
+            session, member, principal=principal, bonus=bonus, import_id=import_id
+        )
+    except stored_value.OpeningConflict as conflict:
+        booked = conflict.booked
+        raise Rejected(
+            stored_value.OPENING_ALREADY_IMPORTED,
+            "this member's opening stored value was imported as principal "
+            f"{Money.of(booked.principal, booked.currency)}, "
+            f"bonus {Money.of(booked.bonus, booked.currency)}.",
+        ) from None
+
+
 def _differs(member: Member, fields: dict[str, Any]) -> dict[str, Any]:
     changed: dict[str, Any] = {}
     for name, value in fields.items():
@@ -255,6 +323,10 @@ async def apply_row(
                 )
                 if parsed.opening_points is not None:
                     await _book_opening_points(session, member, parsed.opening_points, import_id)
+                if parsed.opening_stored_value is not None:
+                    await _book_opening_stored_value(
+                        session, member, parsed.opening_stored_value, import_id
+                    )
                 result.status, result.member_id = "created", member.id
                 return result
             result.member_id = member.id
@@ -264,6 +336,11 @@ async def apply_row(
                 booked = await _book_opening_points(
                     session, member, parsed.opening_points, import_id
                 )
+            credited = False
+            if parsed.opening_stored_value is not None:
+                credited = await _book_opening_stored_value(
+                    session, member, parsed.opening_stored_value, import_id
+                )
             if changed:
                 update = {"version": member.version, **{n: parsed.fields[n] for n in changed}}
                 await update_member(
@@ -271,6 +348,8 @@ async def apply_row(
                 )
             if booked:
                 changed.append("opening_points")
+            if credited:
+                changed.append("opening_stored_value")
             result.status = "updated" if changed else "unchanged"
             result.changed = changed
             return result
@@ -443,6 +522,11 @@ EXPORT_COLUMNS: Final = [
     Column("level", "会员等级", "Level"),
     Column("tags", "标签", "Tags"),
     Column("points_balance", "积分余额", "Points balance"),
+    # What the account holds now, not import columns: an opening balance is imported once.
+    Column("stored_value_principal", "储值本金", "Stored value principal"),
+    Column("stored_value_bonus", "储值赠送", "Stored value bonus"),
+    Column("stored_value_balance", "储值余额", "Stored value balance"),
+    Column("stored_value_currency", "储值币种", "Stored value currency"),
     Column("usable_coupons", "可用优惠券数", "Usable coupons"),
     Column("usable_coupon_codes", "可用优惠券码", "Usable coupon codes"),
     Column("created_at", "注册时间", "Registered at"),
@@ -475,7 +559,18 @@ def _usable_coupons(merchant_id: uuid.UUID) -> sa.Subquery:
 async def _member_rows(database: Database, merchant_id: uuid.UUID) -> AsyncIterator[Sequence[Any]]:
     usable = _usable_coupons(merchant_id)
     stmt = (
-        scoped_to_merchant(sa.select(Member, usable.c.count, usable.c.codes), Member, merchant_id)
+        scoped_to_merchant(
+            sa.select(Member, StoredValueAccount, usable.c.count, usable.c.codes),
+            Member,
+            merchant_id,
+        )
+        .outerjoin(
+            StoredValueAccount,
+            sa.and_(
+                StoredValueAccount.member_id == Member.id,
+                StoredValueAccount.merchant_id == merchant_id,
+            ),
+        )
         .outerjoin(usable, usable.c.member_id == Member.id)
         .order_by(Member.created_at, Member.id)
         .execution_options(yield_per=BATCH)
@@ -483,7 +578,16 @@ async def _member_rows(database: Database, merchant_id: uuid.UUID) -> AsyncItera
     # The response outlives the request's transaction: the rows stream from one of their own.
     async with database.transaction() as session:
         result = await session.stream(stmt)
-        async for member, count, codes in result:
+        async for member, account, count, codes in result:
+            # A member who never held stored value has no account, hence no currency: blank.
+            held: list[Any] = [None, None, None, None]
+            if account is not None:
+                held = [
+                    Money.of(account.principal, account.currency),
+                    Money.of(account.bonus, account.currency),
+                    Money.of(account.principal + account.bonus, account.currency),
+                    account.currency,
+                ]
             yield [
                 member.id,
                 member.phone,
@@ -492,6 +596,7 @@ async def _member_rows(database: Database, merchant_id: uuid.UUID) -> AsyncItera
                 member.level,
                 ",".join(member.tags or []),
                 member.points_balance,
+                *held,
                 count or 0,
                 codes or "",
                 member.created_at,

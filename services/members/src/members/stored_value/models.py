@@ -16,8 +16,9 @@ _now = sa.func.now()
 
 #: Kinds of ledger entries. ``recharge`` adds principal, ``bonus`` adds bonus (both from one
 #: paid recharge), ``spend`` takes from both, ``refund`` gives a spend back, ``adjustment``
-#: is a correction by staff.
-LEDGER_KINDS = ("recharge", "bonus", "spend", "refund", "adjustment")
+#: is a correction by staff, ``import`` the opening balance a member import carried over from
+#: another system (once per member: its source is the member).
+LEDGER_KINDS = ("recharge", "bonus", "spend", "refund", "adjustment", "import")
 
 
 class StoredValueAccount(Base):
@@ -55,7 +56,8 @@ class StoredValueEntry(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True), sa.ForeignKey("members.id"))
     kind: Mapped[str] = mapped_column(sa.Text)
     #: What the entry answers: the payment (recharge, bonus, spend), the refund, or the
-    #: adjustment's own id. One entry per kind and source, so a replay books nothing twice.
+    #: adjustment's own id, the member for an import. One entry per kind and source, so a
+    #: replay books nothing twice.
     source_id: Mapped[uuid.UUID] = mapped_column(pg.UUID(as_uuid=True))
     payment_id: Mapped[uuid.UUID | None] = mapped_column(pg.UUID(as_uuid=True))
     #: The store the money moved at, when known (not a scope: accounts are merchant-wide).
@@ -76,7 +78,7 @@ class StoredValueEntry(Base):
         sa.Index("ix_stored_value_ledger_member", "member_id", "created_at", "id"),
         sa.Index("ix_stored_value_ledger_payment", "merchant_id", "payment_id"),
         sa.CheckConstraint(
-            "kind IN ('recharge', 'bonus', 'spend', 'refund', 'adjustment')",
+            "kind IN ('recharge', 'bonus', 'spend', 'refund', 'adjustment', 'import')",
             name="ck_stored_value_ledger_kind",
         ),
     )

@@ -12,7 +12,7 @@ from contracts.money import Money
 from members.stored_value.models import BonusRule, StoredValueEntry
 from servicekit.pagination import Page
 
-LedgerKind = Literal["recharge", "bonus", "spend", "refund", "adjustment"]
+LedgerKind = Literal["recharge", "bonus", "spend", "refund", "adjustment", "import"]
 
 
 class BonusRuleCreate(BaseModel):

@@ -892,3 +892,97 @@ async def adjust(
         ),
     )
     return entry
+
+
+# --- opening balances ----------------------------------------------------------------------
+
+OPENING_ALREADY_IMPORTED = "opening_stored_value_already_imported"
+
+
+class OpeningConflict(Exception):
+    """The member's opening balance was imported before with other figures."""
+
+    def __init__(self, booked: StoredValueEntry) -> None:
+        super().__init__(f"opening balance already imported for member {booked.member_id}")
+        self.booked = booked
+
+
+async def book_opening(
+    session: AsyncSession,
+    member: Member,
+    *,
+    principal: Money,
+    bonus: Money,
+    import_id: uuid.UUID,
+) -> bool:
+    """Credit the balance carried over from another system, once per member, as an
+    ``import`` entry (keyed by the member, so no second import can book another one);
+    ``False`` when these very figures are booked already or both are zero.
+
+    :class:`OpeningConflict` when other figures (or another currency) are booked,
+    ``ValidationFailed`` ``currency_mismatch`` when the account holds another currency.
+    Emits ``members.stored_value.adjusted`` (the ledger entry's id, the note naming the
+    import), as any credit by staff."""
+    if principal.currency != bonus.currency or principal.is_negative or bonus.is_negative:
+        raise ValueError("an opening balance is two non-negative parts in one currency")
+    booked: StoredValueEntry | None = await session.scalar(
+        sa.select(StoredValueEntry).where(
+            StoredValueEntry.merchant_id == member.merchant_id,
+            StoredValueEntry.kind == "import",
+            StoredValueEntry.source_id == member.id,
+        )
+    )
+    if booked is not None:
+        if (booked.currency, booked.principal, booked.bonus) != (
+            principal.currency,
+            principal.amount,
+            bonus.amount,
+        ):
+            raise OpeningConflict(booked)
+        return False
+    if principal.is_zero and bonus.is_zero:
+        return False
+    account = await _locked_account(session, member, create_in=principal.currency)
+    assert account is not None
+    if account.currency != principal.currency:
+        raise ValidationFailed(
+            [FieldError("stored_value_currency", CURRENCY_MISMATCH, f"In {account.currency}.")],
+            f"the member's stored value is held in {account.currency}.",
+            code=CURRENCY_MISMATCH,
+        )
+    note = f"opening balance imported by member import {import_id}"
+    await _book(
+        session,
+        account,
+        kind="import",
+        source_id=member.id,
+        principal=principal.amount,
+        bonus=bonus.amount,
+        payment_id=None,
+        store_id=None,
+        event_id=None,
+        note=note,
+    )
+    entry_id = await session.scalar(
+        sa.select(StoredValueEntry.id).where(
+            StoredValueEntry.merchant_id == member.merchant_id,
+            StoredValueEntry.kind == "import",
+            StoredValueEntry.source_id == member.id,
+        )
+    )
+    assert entry_id is not None
+    credited = StoredValueAdjusted(
+        member_id=member.id,
+        adjustment_id=entry_id,
+        principal=principal,
+        bonus=bonus,
+        balance=Money.of(account.principal + account.bonus, account.currency),
+        note=note,
+    )
+    await add_event(
+        session,
+        make_envelope(
+            credited, producer=PRODUCER, aggregate_id=member.id, merchant_id=member.merchant_id
+        ),
+    )
+    return True

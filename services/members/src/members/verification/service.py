@@ -3,10 +3,10 @@
 A check is an async function given the session, the merchant and, optionally, the members to
 report on (those an import touched); it returns :class:`Issue` s, each with a stable code.
 Checks are registered by name with :func:`check`, and the report runs every registered one,
-so a new kind of data is verified by registering one more function, e.g. for stored value::
+so a new kind of data is verified by registering one more function::
 
-    @check("stored_value")
-    async def stored_value_vs_ledger(session, merchant_id, only): ...
+    @check("gift_cards")
+    async def gift_cards_vs_ledger(session, merchant_id, only): ...
 
 Checks and their codes:
 
@@ -16,6 +16,9 @@ Checks and their codes:
 * ``points``: ``points_ledger_mismatch``, a points balance that is not the sum of the
   member's points ledger.
 * ``birthdays``: ``birthday_in_future`` and ``birthday_before_1900``.
+* ``stored_value``: ``stored_value_ledger_mismatch``, an account whose principal or bonus is
+  not the sum of that part over the member's stored-value ledger; ``stored_value_negative``,
+  a part below zero (the database refuses it, so only data written around it has one).
 * ``coupons``: ``coupon_state_mismatch``, a coupon whose state contradicts the last
   ``orders.coupon.*`` step recorded for it (or that is reserved or redeemed with no step or no
   order); ``coupon_limit_exceeded``, a member holding more unvoided coupons of a template than
@@ -33,10 +36,12 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from contracts import phones
 from members.coupons.models import Coupon, CouponTemplate
 from members.models import Member, MemberImportRow, PointsEntry
+from members.stored_value.models import StoredValueAccount, StoredValueEntry
 from servicekit.auth import scoped_to_merchant
 
 EARLIEST_BIRTHDAY: Final = date(1900, 1, 1)
@@ -154,6 +159,81 @@ async def points_vs_ledger(
         )
         for r in rows
     ]
+
+
+@check("stored_value")
+async def stored_value_vs_ledger(
+    session: AsyncSession, merchant_id: uuid.UUID, only: Only
+) -> list[Issue]:
+    def summed(part: InstrumentedAttribute[int]) -> sa.ScalarSelect[Any]:
+        return (
+            sa.select(sa.func.coalesce(sa.func.sum(part), 0))
+            .where(
+                StoredValueEntry.merchant_id == merchant_id,
+                StoredValueEntry.member_id == StoredValueAccount.member_id,
+            )
+            .scalar_subquery()
+        )
+
+    principal_total = summed(StoredValueEntry.principal).label("principal_total")
+    bonus_total = summed(StoredValueEntry.bonus).label("bonus_total")
+    stmt = (
+        scoped_to_merchant(
+            sa.select(
+                StoredValueAccount.member_id,
+                StoredValueAccount.currency,
+                StoredValueAccount.principal,
+                StoredValueAccount.bonus,
+                principal_total,
+                bonus_total,
+            ),
+            StoredValueAccount,
+            merchant_id,
+        )
+        .join(Member, Member.id == StoredValueAccount.member_id)
+        .where(Member.merchant_id == merchant_id)
+        .order_by(Member.created_at, Member.id)
+    )
+    if only is not None:
+        stmt = stmt.where(StoredValueAccount.member_id.in_(sorted(only)))
+    issues: list[Issue] = []
+    for r in await session.execute(stmt):
+        held = {"principal": int(r.principal), "bonus": int(r.bonus)}
+        ledger = {"principal": int(r.principal_total), "bonus": int(r.bonus_total)}
+        negative = [part for part, amount in held.items() if amount < 0]
+        if negative:
+            issues.append(
+                Issue(
+                    r.member_id,
+                    "stored_value_negative",
+                    f"{' and '.join(negative)} below zero ({r.currency} minor units: "
+                    f"principal {held['principal']}, bonus {held['bonus']}).",
+                    "Find the spend that overdrew the account; book an adjustment bringing "
+                    "the part back to zero once the ledger explains it.",
+                    {"currency": r.currency, **held},
+                )
+            )
+        off = [part for part in held if held[part] != ledger[part]]
+        if off:
+            issues.append(
+                Issue(
+                    r.member_id,
+                    "stored_value_ledger_mismatch",
+                    f"{' and '.join(off)} off the ledger ({r.currency} minor units: "
+                    + ", ".join(f"{p} {held[p]} vs ledger {ledger[p]}" for p in off)
+                    + ").",
+                    "Find the missing or extra movement; the ledger is the record, correct "
+                    "the account to it.",
+                    {
+                        "currency": r.currency,
+                        "parts": off,
+                        "account": held,
+                        "ledger_total": ledger,
+                        "difference": {p: held[p] - ledger[p] for p in held},
+                    },
+                )
+            )
+    return issues
 
 
 @check("birthdays")
