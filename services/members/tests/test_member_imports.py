@@ -20,10 +20,12 @@ from members.coupons.models import Coupon
 from members.imports import service
 from members.imports.reader import XLSX
 from members.models import Member, PointsEntry
+from members.stored_value.models import StoredValueAccount, StoredValueEntry
 
 from .conftest import Harness, eventually
 from .test_coupons import issue, make_template
 from .test_coupons import keyed as coupon_keyed
+from .test_stored_value import apply, recharge
 
 IMPORTER = frozenset({"members:import", "members:write"})
 HEADER = ["手机号", "姓名", "生日", "会员等级", "标签", "期初积分"]
@@ -110,7 +112,37 @@ async def snapshot(harness: Harness, merchant: uuid.UUID) -> dict[str, Any]:
                 )
             )
         ).all()
-    return {"members": sorted(map(tuple, members)), "entries": sorted(map(tuple, entries))}
+        accounts = (
+            await session.execute(
+                sa.select(
+                    StoredValueAccount.member_id,
+                    StoredValueAccount.currency,
+                    StoredValueAccount.principal,
+                    StoredValueAccount.bonus,
+                ).where(StoredValueAccount.merchant_id == merchant)
+            )
+        ).all()
+        ledger = (
+            await session.execute(
+                sa.select(
+                    StoredValueEntry.member_id,
+                    StoredValueEntry.kind,
+                    StoredValueEntry.principal,
+                    StoredValueEntry.bonus,
+                ).where(StoredValueEntry.merchant_id == merchant)
+            )
+        ).all()
+        events = await session.scalar(
+            sa.text("SELECT count(*) FROM outbox WHERE payload->>'merchant_id' = :merchant"),
+            {"merchant": str(merchant)},
+        )
+    return {
+        "members": sorted(map(tuple, members)),
+        "entries": sorted(map(tuple, entries)),
+        "accounts": sorted(map(tuple, accounts)),
+        "stored_value_ledger": sorted(map(tuple, ledger)),
+        "events": events,
+    }
 
 
 ROWS = [
@@ -387,14 +419,18 @@ async def test_export_headers_by_language_and_it_imports_back(harness: Harness) 
         "会员等级",
         "标签",
         "积分余额",
+        "储值本金",
+        "储值赠送",
+        "储值余额",
+        "储值币种",
         "可用优惠券数",
         "可用优惠券码",
         "注册时间",
     ]
-    assert [line[1:9] for line in lines[1:]] == [
+    assert [line[1:13] for line in lines[1:]] == [
         # Text a spreadsheet would run as a formula keeps an apostrophe in front.
-        ["'+8613800138031", "'=cmd", "", "", "vip,tea", "0", "0", ""],
-        ["'+8613800138032", "", "1991-01-02", "gold", "", "0", "0", ""],
+        ["'+8613800138031", "'=cmd", "", "", "vip,tea", "0", "", "", "", "", "0", ""],
+        ["'+8613800138032", "", "1991-01-02", "gold", "", "0", "", "", "", "", "0", ""],
     ]
 
     en = await harness.client.get(
@@ -402,7 +438,8 @@ async def test_export_headers_by_language_and_it_imports_back(harness: Harness) 
     )
     assert en.headers["content-language"] == "en"
     assert en.content.decode("utf-8-sig").splitlines()[0] == (
-        "Member ID,Phone,Name,Birthday,Level,Tags,Points balance,Usable coupons,"
+        "Member ID,Phone,Name,Birthday,Level,Tags,Points balance,Stored value principal,"
+        "Stored value bonus,Stored value balance,Stored value currency,Usable coupons,"
         "Usable coupon codes,Registered at"
     )
 
@@ -507,3 +544,271 @@ async def test_export_lists_usable_coupons_and_import_leaves_them(harness: Harne
         assert coupons_before == await session.scalar(
             sa.select(sa.func.count()).select_from(Coupon).where(Coupon.merchant_id == merchant)
         )
+
+
+SV_HEADER = [*HEADER, "期初储值本金", "期初储值赠送", "储值币种"]
+
+
+def sv_row(phone: str, principal: str, bonus: str = "", currency: str = "") -> list[str]:
+    return [phone, "", "", "", "", "", principal, bonus, currency]
+
+
+async def adjusted_events(harness: Harness, merchant: uuid.UUID) -> list[dict[str, Any]]:
+    async with harness.app.state.database.transaction() as session:
+        rows = await session.scalars(
+            sa.text(
+                "SELECT payload FROM outbox WHERE payload->>'type' = "
+                "'members.stored_value.adjusted' AND payload->>'merchant_id' = :merchant "
+                "ORDER BY seq"
+            ),
+            {"merchant": str(merchant)},
+        )
+        return [dict(row) for row in rows]
+
+
+async def sv_account(harness: Harness, merchant: uuid.UUID, member_id: str) -> dict[str, Any]:
+    response = await harness.client.get(
+        f"/v1/members/{member_id}/stored-value", headers=harness.token(merchant)
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_opening_stored_value_is_credited_once(harness: Harness) -> None:
+    merchant = new_id()
+    recharged = (await harness.create_member(merchant, "+8613800138102")).json()
+    in_cny = (await harness.create_member(merchant, "+8613800138108")).json()
+    for member in (recharged, in_cny):
+        await apply(harness, recharge(merchant, member["id"], 5000))
+    rows = [
+        sv_row("13800138101", "100.50", "20"),
+        sv_row("13800138102", "30", ""),
+        sv_row("13800138103", "-1"),
+        sv_row("13800138104", "1.234"),
+        sv_row("13800138105", "abc"),
+        sv_row("13800138106", "", "0"),
+        sv_row("13800138107", "5", "", "XYZ"),
+        sv_row("13800138108", "10", "", "USD"),
+        sv_row("13800138109", "", "8.8", "usd"),
+    ]
+    content = csv_file(rows, SV_HEADER)
+    job = await finished(harness, merchant, (await upload(harness, merchant, content)).json()["id"])
+    results = await row_results(harness, merchant, job["id"])
+    assert {n: (r["status"], r["code"]) for n, r in results.items()} == {
+        2: ("created", None),
+        3: ("updated", None),
+        4: ("rejected", "invalid_amount"),
+        5: ("rejected", "invalid_amount"),
+        6: ("rejected", "invalid_amount"),
+        7: ("created", None),
+        8: ("rejected", "invalid_currency"),
+        9: ("rejected", "currency_mismatch"),
+        10: ("created", None),
+    }
+    assert results[3]["changed"] == ["opening_stored_value"]
+    # A rejected row leaves no member behind either.
+    assert len((await snapshot(harness, merchant))["members"]) == 5
+
+    created = await sv_account(harness, merchant, results[2]["member_id"])
+    assert created["account"] == {
+        "principal": {"amount": 10050, "currency": "CNY"},
+        "bonus": {"amount": 2000, "currency": "CNY"},
+        "balance": {"amount": 12050, "currency": "CNY"},
+    }
+    [entry] = created["items"]
+    assert (entry["kind"], entry["principal"]["amount"], entry["bonus"]["amount"]) == (
+        "import",
+        10050,
+        2000,
+    )
+    assert job["id"] in entry["note"]
+    topped_up = await sv_account(harness, merchant, recharged["id"])
+    assert topped_up["account"]["principal"] == {"amount": 8000, "currency": "CNY"}
+    assert [e["kind"] for e in topped_up["items"]] == ["import", "recharge"]
+    # Zero in both parts books nothing; another currency opens the account in it.
+    assert (await sv_account(harness, merchant, results[7]["member_id"]))["account"] is None
+    dollars = await sv_account(harness, merchant, results[10]["member_id"])
+    assert dollars["account"]["bonus"] == {"amount": 880, "currency": "USD"}
+    assert (await sv_account(harness, merchant, in_cny["id"]))["account"]["principal"][
+        "amount"
+    ] == 5000
+
+    events = await adjusted_events(harness, merchant)
+    assert sorted(
+        (
+            e["payload"]["member_id"],
+            e["payload"]["principal"]["amount"],
+            e["payload"]["bonus"]["amount"],
+        )
+        for e in events
+    ) == sorted(
+        [
+            (results[2]["member_id"], 10050, 2000),
+            (recharged["id"], 3000, 0),
+            (results[10]["member_id"], 0, 880),
+        ]
+    )
+    by_member = {e["payload"]["member_id"]: e["payload"] for e in events}
+    assert by_member[recharged["id"]]["balance"] == {"amount": 8000, "currency": "CNY"}
+    assert by_member[results[2]["member_id"]]["adjustment_id"] == entry["id"]
+
+    before = await snapshot(harness, merchant)
+    # The same rows in another file change nothing: no second credit, no second event.
+    second = await finished(
+        harness,
+        merchant,
+        (await upload(harness, merchant, xlsx_file(rows, SV_HEADER), XLSX)).json()["id"],
+    )
+    assert second["counts"] == {"created": 0, "updated": 0, "unchanged": 4, "rejected": 5}
+    assert await snapshot(harness, merchant) == before
+
+    # Other figures for a member whose opening balance is booked: the row is refused whole.
+    for principal, bonus, currency in (("100.50", "", ""), ("100.5", "20", "USD"), ("1", "", "")):
+        changed = await upload(
+            harness,
+            merchant,
+            csv_file(
+                [["13800138101", "Renamed", "", "", "", "", principal, bonus, currency]],
+                SV_HEADER,
+            ),
+        )
+        third = await finished(harness, merchant, changed.json()["id"])
+        [result] = (await row_results(harness, merchant, third["id"])).values()
+        assert (result["status"], result["code"]) == (
+            "rejected",
+            "opening_stored_value_already_imported",
+        ), result
+        assert "100.50" in result["detail"]
+    assert await snapshot(harness, merchant) == before
+
+    # Another merchant importing the same phone gets its own member and account.
+    other = new_id()
+    theirs = await finished(
+        harness,
+        other,
+        (await upload(harness, other, csv_file([sv_row("13800138101", "1")], SV_HEADER))).json()[
+            "id"
+        ],
+    )
+    [their_row] = (await row_results(harness, other, theirs["id"])).values()
+    assert their_row["status"] == "created"
+    assert their_row["member_id"] != results[2]["member_id"]
+    assert (await sv_account(harness, other, their_row["member_id"]))["account"]["principal"][
+        "amount"
+    ] == 100
+    assert await snapshot(harness, merchant) == before
+
+
+async def test_opening_stored_value_resumes_after_a_crash_without_double_credit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = harness.app.state.runtime
+    database = harness.app.state.database
+    await service.stop_worker(runtime)
+    try:
+        merchant = new_id()
+        rows = [sv_row(f"1380013{9200 + i:04d}", f"{10 + i}.00", "1") for i in range(5)]
+        job_id = uuid.UUID(
+            (await upload(harness, merchant, csv_file(rows, SV_HEADER))).json()["id"]
+        )
+
+        async with database.transaction() as session:
+            assert await service.process_chunk(session, 2, import_id=job_id)
+
+        real_apply = service.apply_row
+        calls = 0
+
+        async def crashing(*args: Any, **kwargs: Any) -> service.RowResult:
+            # The crash comes after the chunk's first row created its member and credited it.
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise Crash
+            return await real_apply(*args, **kwargs)
+
+        monkeypatch.setattr(service, "apply_row", crashing)
+        with pytest.raises(Crash):
+            async with database.transaction() as session:
+                await service.process_chunk(session, 2, import_id=job_id)
+        monkeypatch.setattr(service, "apply_row", real_apply)
+        state = await snapshot(harness, merchant)
+        assert len(state["accounts"]) == len(state["stored_value_ledger"]) == 2
+    finally:
+        await service.start_worker(runtime)
+
+    job = await finished(harness, merchant, str(job_id))
+    assert job["counts"] == {"created": 5, "updated": 0, "unchanged": 0, "rejected": 0}
+    state = await snapshot(harness, merchant)
+    assert sorted((p, b) for _, _, p, b in state["accounts"]) == [
+        (1000 + 100 * i, 100) for i in range(5)
+    ]
+    assert sorted((k, p, b) for _, k, p, b in state["stored_value_ledger"]) == [
+        ("import", 1000 + 100 * i, 100) for i in range(5)
+    ]
+    # One credit event per member: the crashed chunk's went with its transaction.
+    assert len(await adjusted_events(harness, merchant)) == 5
+
+
+async def test_export_shows_stored_value_and_imports_back(harness: Harness) -> None:
+    merchant = new_id()
+    job = await finished(
+        harness,
+        merchant,
+        (
+            await upload(
+                harness,
+                merchant,
+                csv_file([sv_row("13800138111", "150.50", "12.30")], SV_HEADER),
+            )
+        ).json()["id"],
+    )
+    [imported] = (await row_results(harness, merchant, job["id"])).values()
+    await apply(harness, recharge(merchant, imported["member_id"], 1000))
+    plain = (await harness.create_member(merchant, "+8613800138112")).json()
+    # Another merchant's account never shows.
+    other = new_id()
+    stranger = (await harness.create_member(other, "+8613800138113")).json()
+    await apply(harness, recharge(other, stranger["id"], 999))
+    exporter = harness.token(merchant, frozenset({"members:export"}))
+
+    zh = await harness.client.get("/v1/members/export", headers=exporter)
+    rows = list(csv.DictReader(io.StringIO(zh.content.decode("utf-8-sig"))))
+    by_id = {row["会员ID"]: row for row in rows}
+    assert set(by_id) == {imported["member_id"], plain["id"]}
+    columns = ("储值本金", "储值赠送", "储值余额", "储值币种")
+    assert [by_id[imported["member_id"]][c] for c in columns] == [
+        "160.50",
+        "12.30",
+        "172.80",
+        "CNY",
+    ]
+    assert [by_id[plain["id"]][c] for c in columns] == ["", "", "", ""]
+
+    xlsx = await harness.client.get(
+        "/v1/members/export", params={"format": "xlsx", "lang": "en"}, headers=exporter
+    )
+    values = list(
+        load_workbook(io.BytesIO(xlsx.content), read_only=True)
+        .worksheets[0]
+        .iter_rows(values_only=True)
+    )
+    header = list(values[0])
+    row = next(v for v in values[1:] if v[0] == imported["member_id"])
+    assert [
+        row[header.index(c)]
+        for c in (
+            "Stored value principal",
+            "Stored value bonus",
+            "Stored value balance",
+            "Stored value currency",
+        )
+    ] == [160.5, 12.3, 172.8, "CNY"]
+
+    before = await snapshot(harness, merchant)
+    for content, kind in ((zh.content, "text/csv"), (xlsx.content, XLSX)):
+        again = await finished(
+            harness, merchant, (await upload(harness, merchant, content, kind)).json()["id"]
+        )
+        assert again["counts"]["unchanged"] == 2, again
+    assert await snapshot(harness, merchant) == before
