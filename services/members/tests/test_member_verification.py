@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.ids import new_id
 from members.coupons.models import Coupon
 from members.models import Member
+from members.stored_value.models import StoredValueAccount
 from members.verification import service
 
 from .conftest import Harness
 from .test_coupons import issue, make_template, step
 from .test_coupons import keyed as coupon_keyed
-from .test_member_imports import csv_file, finished, upload
+from .test_member_imports import SV_HEADER, csv_file, finished, row_results, sv_row, upload
+from .test_stored_value import apply, debit, recharge
 
 IMPORTER = frozenset({"members:import", "members:write"})
 
@@ -77,7 +79,7 @@ async def test_each_check_finds_exactly_the_seeded_problems(harness: Harness) ->
     await finished(harness, merchant, job.json()["id"])
 
     body = await report(harness, merchant)
-    assert body["checks"] == ["birthdays", "coupons", "phones", "points"]
+    assert body["checks"] == ["birthdays", "coupons", "phones", "points", "stored_value"]
     assert body["members_checked"] == 8
     assert body["members_with_issues"] == 6
     assert body["counts"] == {
@@ -150,19 +152,19 @@ async def test_one_more_registered_check_is_run(
     merchant = new_id()
     member = await create(harness, merchant, "+8613800138061")
 
-    async def stored_value(
+    async def gift_cards(
         session: AsyncSession, merchant_id: uuid.UUID, only: service.Only
     ) -> list[service.Issue]:
         ids = await session.scalars(sa.select(Member.id).where(Member.merchant_id == merchant_id))
-        return [service.Issue(i, "stored_value_ledger_mismatch", "off", "fix it", {}) for i in ids]
+        return [service.Issue(i, "gift_card_ledger_mismatch", "off", "fix it", {}) for i in ids]
 
-    monkeypatch.setitem(service.CHECKS, "stored_value", stored_value)
+    monkeypatch.setitem(service.CHECKS, "gift_cards", gift_cards)
     body = await report(harness, merchant)
-    assert "stored_value" in body["checks"]
-    assert body["counts"] == {"stored_value_ledger_mismatch": 1}
+    assert "gift_cards" in body["checks"]
+    assert body["counts"] == {"gift_card_ledger_mismatch": 1}
     assert body["members"][0]["member_id"] == str(member)
     with pytest.raises(ValueError, match="already registered"):
-        service.check("points")(stored_value)
+        service.check("points")(gift_cards)
 
 
 async def test_other_merchants_and_bad_requests(harness: Harness) -> None:
@@ -286,3 +288,115 @@ async def test_coupons_against_their_steps_and_limits(harness: Harness) -> None:
     await finished(harness, merchant, job.json()["id"])
     scoped = await report(harness, merchant, check="coupons", import_id=job.json()["id"])
     assert (scoped["members_checked"], scoped["members"]) == (1, [])
+
+
+async def set_account(harness: Harness, member_id: uuid.UUID, **values: Any) -> None:
+    """Move an account past its ledger, as a hand edit or a faulty migration would."""
+    async with harness.app.state.database.transaction() as session:
+        await session.execute(
+            sa.update(StoredValueAccount)
+            .where(StoredValueAccount.member_id == member_id)
+            .values(**values)
+        )
+
+
+async def test_stored_value_against_its_ledger(harness: Harness) -> None:
+    merchant = new_id()
+    # Recharged and spent, and an imported opening balance: both match their ledgers.
+    spender = await create(harness, merchant, "+8613800138091")
+    await apply(harness, recharge(merchant, str(spender), 5000))
+    await apply(harness, debit(merchant, str(spender), 1200))
+    job = await upload(
+        harness,
+        merchant,
+        csv_file(
+            [
+                sv_row("13800138092", "80.00", "5.00"),
+                sv_row("13800138093", "10.00", "1.00"),
+                sv_row("13800138094", "20.00"),
+            ],
+            SV_HEADER,
+        ),
+    )
+    await finished(harness, merchant, job.json()["id"])
+    rows = await row_results(harness, merchant, job.json()["id"])
+    fine, off_principal, off_both = (uuid.UUID(rows[n]["member_id"]) for n in (2, 3, 4))
+    assert (await report(harness, merchant, check="stored_value"))["members"] == []
+
+    await set_account(harness, off_principal, principal=StoredValueAccount.principal + 300)
+    await set_account(harness, off_both, principal=0, bonus=700)
+    # Another merchant's broken account never shows here.
+    other = new_id()
+    theirs = await create(harness, other, "+8613800138091")
+    await apply(harness, recharge(other, str(theirs), 100))
+    await set_account(harness, theirs, principal=1)
+
+    body = await report(harness, merchant)
+    assert body["counts"] == {"stored_value_ledger_mismatch": 2}
+    issues = found(body)
+    assert set(issues) == {
+        (str(off_principal), "stored_value_ledger_mismatch"),
+        (str(off_both), "stored_value_ledger_mismatch"),
+    }
+    principal_only = issues[(str(off_principal), "stored_value_ledger_mismatch")]
+    assert principal_only["check"] == "stored_value"
+    assert principal_only["fix"]
+    assert principal_only["data"] == {
+        "currency": "CNY",
+        "parts": ["principal"],
+        "account": {"principal": 1300, "bonus": 100},
+        "ledger_total": {"principal": 1000, "bonus": 100},
+        "difference": {"principal": 300, "bonus": 0},
+    }
+    assert issues[(str(off_both), "stored_value_ledger_mismatch")]["data"]["difference"] == {
+        "principal": -2000,
+        "bonus": 700,
+    }
+    assert str(fine) not in {m["member_id"] for m in body["members"]}
+
+    # Limited to another import's members, these are not reported.
+    elsewhere = await upload(harness, merchant, csv_file([["13800138095", "", "", "", "", ""]]))
+    await finished(harness, merchant, elsewhere.json()["id"])
+    scoped = await report(harness, merchant, check="stored_value", import_id=elsewhere.json()["id"])
+    assert scoped["members"] == []
+    scoped = await report(harness, merchant, check="stored_value", import_id=job.json()["id"])
+    assert scoped["counts"] == {"stored_value_ledger_mismatch": 2}
+
+    theirs_report = await report(harness, other, check="stored_value")
+    assert theirs_report["counts"] == {"stored_value_ledger_mismatch": 1}
+    assert [m["member_id"] for m in theirs_report["members"]] == [str(theirs)]
+
+
+async def test_a_negative_part_is_reported(harness: Harness) -> None:
+    """The database refuses a negative part, so only data written around the constraint has
+    one: the check is run in a transaction that lifts it, and rolled back."""
+    merchant = new_id()
+    member = await create(harness, merchant, "+8613800138096")
+    await apply(harness, recharge(merchant, str(member), 500))
+    database = harness.app.state.database
+    async with database.engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            session = AsyncSession(bind=connection)
+            await session.execute(
+                sa.text(
+                    "ALTER TABLE stored_value_accounts "
+                    "DROP CONSTRAINT ck_stored_value_accounts_bonus"
+                )
+            )
+            await session.execute(
+                sa.update(StoredValueAccount)
+                .where(StoredValueAccount.member_id == member)
+                .values(bonus=-50)
+            )
+            result = await service.verify(session, merchant, checks=["stored_value"])
+        finally:
+            await transaction.rollback()
+    [(name, negative), (_, mismatch)] = result.issues[member]
+    assert name == "stored_value"
+    assert (negative.code, negative.data) == (
+        "stored_value_negative",
+        {"currency": "CNY", "principal": 500, "bonus": -50},
+    )
+    assert (mismatch.code, mismatch.data["parts"]) == ("stored_value_ledger_mismatch", ["bonus"])
+    assert (await report(harness, merchant, check="stored_value"))["members"] == []
