@@ -50,8 +50,10 @@ async def import_members(
     request: Request, response: Response, principal: Importer, session: SessionDep
 ) -> ImportOut:
     """Columns (Chinese or English headers): phone 手机号 (required), name 姓名, birthday
-    生日, level 会员等级, tags 标签 (separated by commas), opening_points 期初积分. The same
-    file again answers 200 with the job it already made."""
+    生日, level 会员等级, tags 标签 (separated by commas), opening_points 期初积分,
+    opening_stored_value_principal 期初储值本金 and opening_stored_value_bonus 期初储值赠送
+    (major units, 100.50), stored_value_currency 储值币种 (CNY when blank). The same file
+    again answers 200 with the job it already made."""
     content = await request.body()
     job, created = await service.start(
         session, principal, content, request.headers.get("content-type", "")
@@ -110,7 +112,7 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/v1/members/export",
     response_class=StreamingResponse,
     responses=EXPORT_RESPONSES,
-    summary="Every member with points, level and tags, as CSV or XLSX",
+    summary="Every member with points, stored value, level, tags and coupons, as CSV or XLSX",
 )
 async def export_members(
     principal: Exporter,
@@ -120,8 +122,8 @@ async def export_members(
     accept_language: AcceptLanguage = None,
 ) -> StreamingResponse:
     """Oldest first, headers in Chinese (default) or English (``?lang=`` or
-    ``Accept-Language``). The file imports back as it is (the points balance column is not
-    an import column)."""
+    ``Accept-Language``). The file imports back as it is (the points balance, stored-value
+    and coupon columns are not import columns)."""
     kind: Literal["csv", "xlsx"] = file_format
     return download(
         service.member_sheets(database, principal.merchant_id),
