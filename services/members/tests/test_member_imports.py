@@ -5,6 +5,7 @@ export's headers in Chinese and English, and other tenants see nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -812,3 +813,26 @@ async def test_export_shows_stored_value_and_imports_back(harness: Harness) -> N
         )
         assert again["counts"]["unchanged"] == 2, again
     assert await snapshot(harness, merchant) == before
+
+
+async def test_an_accepted_import_starts_without_waiting_for_the_next_look(
+    harness: Harness,
+) -> None:
+    runtime = harness.app.state.runtime
+    await service.stop_worker(runtime)
+    wake = runtime.extras["member_import_wake"] = asyncio.Event()
+    # A look once an hour: only the wake-up of the upload can start this job in time.
+    worker = asyncio.create_task(
+        service.run_worker(runtime.database, 3600, runtime.settings.import_chunk_rows, wake)
+    )
+    try:
+        merchant = new_id()
+        accepted = await upload(harness, merchant, csv_file([["13800138091", "Prompt"]]))
+        assert accepted.status_code == 202, accepted.text
+        job = await finished(harness, merchant, accepted.json()["id"])
+        assert job["counts"]["created"] == 1
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await service.start_worker(runtime)

@@ -11,7 +11,7 @@ class Settings(ServiceSettings):
 
     port: int = 8104
     #: Seconds between looks for a member import to apply, when none is running.
-    import_poll_interval: float = 1.0
+    import_poll_interval: float = 10.0
     #: Rows of a member import applied per transaction.
     import_chunk_rows: int = 200
     #: Seconds between sweeps for birthday coupons, levels and rule tags (0: never).

@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from members.imports import service
@@ -47,7 +47,11 @@ AcceptLanguage = Annotated[str | None, Header(include_in_schema=False)]
     summary="Import members from a CSV or XLSX file",
 )
 async def import_members(
-    request: Request, response: Response, principal: Importer, session: SessionDep
+    request: Request,
+    response: Response,
+    principal: Importer,
+    session: SessionDep,
+    background: BackgroundTasks,
 ) -> ImportOut:
     """Columns (Chinese or English headers): phone 手机号 (required), name 姓名, birthday
     生日, level 会员等级, tags 标签 (separated by commas), opening_points 期初积分,
@@ -60,6 +64,8 @@ async def import_members(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
+    # After the response, so after the job's commit: the worker then finds it.
+    background.add_task(service.wake_worker, request.app.state.runtime)
     return ImportOut.of(job)
 
 

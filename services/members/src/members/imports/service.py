@@ -479,7 +479,13 @@ async def process_chunk(
     return True
 
 
-async def run_worker(database: Database, interval: float, chunk: int) -> None:
+async def run_worker(
+    database: Database, interval: float, chunk: int, wake: asyncio.Event | None = None
+) -> None:
+    """Apply every pending chunk, then wait ``interval`` or until ``wake`` is set (an import
+    accepted by this replica), whichever comes first: a replica that took the upload starts
+    at once, another one finds the job at its next look, and an idle service stays quiet."""
+    wake = wake or asyncio.Event()
     while True:
         try:
             while True:
@@ -491,19 +497,32 @@ async def run_worker(database: Database, interval: float, chunk: int) -> None:
             raise
         except Exception:
             log.exception("applying member imports failed; retrying")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
+        wake.clear()
+
+
+def wake_worker(runtime: Any) -> None:
+    """Start on a just-committed import now rather than at the worker's next look."""
+    wake = runtime.extras.get("member_import_wake")
+    if wake is not None:
+        wake.set()
 
 
 async def start_worker(runtime: Any) -> None:
     settings = runtime.settings
+    wake = runtime.extras["member_import_wake"] = asyncio.Event()
     runtime.extras["member_import_worker"] = asyncio.create_task(
-        run_worker(runtime.database, settings.import_poll_interval, settings.import_chunk_rows),
+        run_worker(
+            runtime.database, settings.import_poll_interval, settings.import_chunk_rows, wake
+        ),
         name="members-imports",
     )
 
 
 async def stop_worker(runtime: Any) -> None:
     task = runtime.extras.pop("member_import_worker", None)
+    runtime.extras.pop("member_import_wake", None)
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
