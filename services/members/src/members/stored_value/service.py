@@ -253,17 +253,24 @@ async def _locked_account(
     return account
 
 
-async def _entry_exists(
+async def _entry(
     session: AsyncSession, merchant_id: uuid.UUID, kind: str, source_id: uuid.UUID
-) -> bool:
-    found = await session.scalar(
-        sa.select(StoredValueEntry.id).where(
+) -> StoredValueEntry | None:
+    """The ledger entry of ``kind`` booked for ``source_id`` (unique per merchant), if any."""
+    entry: StoredValueEntry | None = await session.scalar(
+        sa.select(StoredValueEntry).where(
             StoredValueEntry.merchant_id == merchant_id,
             StoredValueEntry.kind == kind,
             StoredValueEntry.source_id == source_id,
         )
     )
-    return found is not None
+    return entry
+
+
+async def _entry_exists(
+    session: AsyncSession, merchant_id: uuid.UUID, kind: str, source_id: uuid.UUID
+) -> bool:
+    return await _entry(session, merchant_id, kind, source_id) is not None
 
 
 async def _book(
@@ -856,12 +863,36 @@ async def adjust(
             principal=Money.of(account.principal, account.currency).model_dump(mode="json"),
             bonus=Money.of(account.bonus, account.currency).model_dump(mode="json"),
         )
-    adjustment_id = new_id()
+    return await _book_by_hand(
+        session,
+        member,
+        account,
+        kind="adjustment",
+        source_id=new_id(),
+        principal=principal,
+        bonus=bonus,
+        note=note,
+    )
+
+
+async def _book_by_hand(
+    session: AsyncSession,
+    member: Member,
+    account: StoredValueAccount,
+    *,
+    kind: str,
+    source_id: uuid.UUID,
+    principal: Money,
+    bonus: Money,
+    note: str,
+) -> StoredValueEntry:
+    """Book a change no payment caused (an adjustment, an opening balance) on the locked
+    ``account`` and announce it as ``members.stored_value.adjusted`` under the entry's id."""
     await _book(
         session,
         account,
-        kind="adjustment",
-        source_id=adjustment_id,
+        kind=kind,
+        source_id=source_id,
         principal=principal.amount,
         bonus=bonus.amount,
         payment_id=None,
@@ -869,17 +900,11 @@ async def adjust(
         event_id=None,
         note=note,
     )
-    entry = await session.scalar(
-        sa.select(StoredValueEntry).where(
-            StoredValueEntry.merchant_id == member.merchant_id,
-            StoredValueEntry.kind == "adjustment",
-            StoredValueEntry.source_id == adjustment_id,
-        )
-    )
+    entry = await _entry(session, member.merchant_id, kind, source_id)
     assert entry is not None
     adjusted = StoredValueAdjusted(
         member_id=member.id,
-        adjustment_id=adjustment_id,
+        adjustment_id=entry.id,
         principal=principal,
         bonus=bonus,
         balance=Money.of(account.principal + account.bonus, account.currency),
@@ -925,13 +950,7 @@ async def book_opening(
     import), as any credit by staff."""
     if principal.currency != bonus.currency or principal.is_negative or bonus.is_negative:
         raise ValueError("an opening balance is two non-negative parts in one currency")
-    booked: StoredValueEntry | None = await session.scalar(
-        sa.select(StoredValueEntry).where(
-            StoredValueEntry.merchant_id == member.merchant_id,
-            StoredValueEntry.kind == "import",
-            StoredValueEntry.source_id == member.id,
-        )
-    )
+    booked = await _entry(session, member.merchant_id, "import", member.id)
     if booked is not None:
         if (booked.currency, booked.principal, booked.bonus) != (
             principal.currency,
@@ -950,39 +969,14 @@ async def book_opening(
             f"the member's stored value is held in {account.currency}.",
             code=CURRENCY_MISMATCH,
         )
-    note = f"opening balance imported by member import {import_id}"
-    await _book(
+    await _book_by_hand(
         session,
+        member,
         account,
         kind="import",
         source_id=member.id,
-        principal=principal.amount,
-        bonus=bonus.amount,
-        payment_id=None,
-        store_id=None,
-        event_id=None,
-        note=note,
-    )
-    entry_id = await session.scalar(
-        sa.select(StoredValueEntry.id).where(
-            StoredValueEntry.merchant_id == member.merchant_id,
-            StoredValueEntry.kind == "import",
-            StoredValueEntry.source_id == member.id,
-        )
-    )
-    assert entry_id is not None
-    credited = StoredValueAdjusted(
-        member_id=member.id,
-        adjustment_id=entry_id,
         principal=principal,
         bonus=bonus,
-        balance=Money.of(account.principal + account.bonus, account.currency),
-        note=note,
-    )
-    await add_event(
-        session,
-        make_envelope(
-            credited, producer=PRODUCER, aggregate_id=member.id, merchant_id=member.merchant_id
-        ),
+        note=f"opening balance imported by member import {import_id}",
     )
     return True
