@@ -556,59 +556,91 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
 
     # --- the books, to the fen ----------------------------------------------------------------
     await wait_for(system.drained, "every relay has published everything")
-    orders = {oid: await day.order(oid) for oid in (order_1, winner, order_3)}
-    assert {oid: o["status"] for oid, o in orders.items()} == {
-        order_1: "paid",
-        winner: "cancelled",
-        order_3: "refunded",
-    }
-    assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 + 5000
-    assert sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 + 1250
-    assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 + 3750
-    paid_totals = sum(o["paid_total"]["amount"] for o in orders.values())
-    refunded_totals = sum(o["refunded_total"]["amount"] for o in orders.values())
-    assert (paid_totals, refunded_totals) == (5682 + 3750, 3750)
 
-    business_days = sorted({o["business_day"] for o in orders.values()})
-    figures = await system.payments.client.get(
-        "/v1/payments/figures",
-        params={"business_day_from": business_days[0], "business_day_to": business_days[-1]},
-        headers=manager.headers,
-    )
-    assert figures.status_code == 200, figures.text
-    ledger = figures.json()
-    assert ledger["pending_count"] == 0
-    [currency] = ledger["currencies"]
-    # The recharge is not a sale: only the orders' tenders count.
-    assert (currency["captured"]["amount"], currency["refunded"]["amount"]) == (
-        paid_totals,
-        refunded_totals,
-    )
-    assert {
-        m["method"]: (m["captured"]["amount"], m["refunded"]["amount"])
-        for m in currency["by_method"]
-    } == {"stored_value": (4000 + 3750, 3750), "cash": (1682, 0)}
+    async def check_the_books() -> None:
+        orders = {oid: await day.order(oid) for oid in (order_1, winner, order_3)}
+        assert {oid: o["status"] for oid, o in orders.items()} == {
+            order_1: "paid",
+            winner: "cancelled",
+            order_3: "refunded",
+        }
+        assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 + 5000
+        assert sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 + 1250
+        assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 + 3750
+        paid_totals = sum(o["paid_total"]["amount"] for o in orders.values())
+        refunded_totals = sum(o["refunded_total"]["amount"] for o in orders.values())
+        assert (paid_totals, refunded_totals) == (5682 + 3750, 3750)
 
-    account = await day.stored_value()
-    # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50
-    assert account["account"]["balance"] == cny(10000 + 1000 - 4000 - 3750 + 3750)
-    assert (account["account"]["principal"], account["account"]["bonus"]) == (
-        cny(6000),
-        cny(1000),
-    )
-    assert sorted(e["kind"] for e in account["items"]) == sorted(
-        ["recharge", "bonus", "spend", "spend", "refund"]
-    )
-    assert sum(e["principal"]["amount"] for e in account["items"]) == 6000
-    assert sum(e["bonus"]["amount"] for e in account["items"]) == 1000
+        business_days = sorted({o["business_day"] for o in orders.values()})
+        figures = await system.payments.client.get(
+            "/v1/payments/figures",
+            params={"business_day_from": business_days[0], "business_day_to": business_days[-1]},
+            headers=manager.headers,
+        )
+        assert figures.status_code == 200, figures.text
+        ledger = figures.json()
+        assert ledger["pending_count"] == 0
+        [currency] = ledger["currencies"]
+        # The recharge is not a sale: only the orders' tenders count.
+        assert (currency["captured"]["amount"], currency["refunded"]["amount"]) == (
+            paid_totals,
+            refunded_totals,
+        )
+        assert {
+            m["method"]: (m["captured"]["amount"], m["refunded"]["amount"])
+            for m in currency["by_method"]
+        } == {"stored_value": (4000 + 3750, 3750), "cash": (1682, 0)}
 
-    points = await day.points()
-    assert points["balance"] == 85
-    assert sorted((e["kind"], e["order_id"], e["points"]) for e in points["items"]) == sorted(
-        [("award", order_1, 85), ("award", order_3, 56), ("reversal", order_3, -56)]
-    )
-    member = await system.members.client.get(
-        f"/v1/members/{day.member_id}", headers=cashier.headers
-    )
-    assert member.json()["points_balance"] == 85
+        account = await day.stored_value()
+        # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50
+        assert account["account"]["balance"] == cny(10000 + 1000 - 4000 - 3750 + 3750)
+        assert (account["account"]["principal"], account["account"]["bonus"]) == (
+            cny(6000),
+            cny(1000),
+        )
+        assert sorted(e["kind"] for e in account["items"]) == sorted(
+            ["recharge", "bonus", "spend", "spend", "refund"]
+        )
+        assert sum(e["principal"]["amount"] for e in account["items"]) == 6000
+        assert sum(e["bonus"]["amount"] for e in account["items"]) == 1000
+
+        points = await day.points()
+        assert points["balance"] == 85
+        assert sorted((e["kind"], e["order_id"], e["points"]) for e in points["items"]) == sorted(
+            [("award", order_1, 85), ("award", order_3, 56), ("reversal", order_3, -56)]
+        )
+        member = await system.members.client.get(
+            f"/v1/members/{day.member_id}", headers=cashier.headers
+        )
+        assert member.json()["points_balance"] == 85
+        redeemed, released = await day.coupon(first_coupon), await day.coupon(raced_coupon)
+        assert (redeemed["state"], redeemed["order_id"], redeemed["discount"]) == (
+            "redeemed",
+            order_1,
+            cny(1000),
+        )
+        assert (released["state"], released["discount"]) == ("issued", None)
+
+    await check_the_books()
+    assert await system.dead_letters(merchant.id) == []
+
+    # --- every relay publishes everything again: nothing may move ----------------------------
+    before = system.duplicates_seen()
+    expected_duplicates = await system.replay_everything()
+    for group in (
+        "orders.coupons",
+        "members.coupons",
+        "members.stored-value",
+        "payments.stored-value",
+    ):
+        assert expected_duplicates.get(group, 0) > 0, (group, expected_duplicates)
+
+    async def redelivered() -> bool:
+        seen = system.duplicates_seen()
+        return await system.drained() and all(
+            seen[group] - before[group] >= n for group, n in expected_duplicates.items()
+        )
+
+    await wait_for(redelivered, "every consumer skips the republished events", timeout=45)
+    await check_the_books()
     assert await system.dead_letters(merchant.id) == []
