@@ -32,6 +32,7 @@ from identity.common.permissions import ROLE_DEFAULT_SCOPES
 from orders.models import CatalogProduct
 from orders.models import Member as OrdersMember
 from orders.models import Store as OrdersStore
+from payments.models import OrderReplica
 from servicekit.auth import Role
 
 from .conftest import Merchant, Staff, System, wait_for
@@ -120,7 +121,10 @@ class Day:
         async def reached() -> bool:
             return bool((await read())["status"] == status)
 
-        await wait_for(reached, f"payment {payment_id} {status}")
+        try:
+            await wait_for(reached, f"payment {payment_id} {status}")
+        except AssertionError as missed:
+            raise AssertionError(f"{missed}; it is {await read()}") from None
         return await read()
 
     async def coupon(self, coupon_id: str) -> dict[str, Any]:
@@ -554,19 +558,71 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
     sold[BREAD] -= 2
     await day.wait_on_hand(sold, "order 3 leaves the shelf and the cancelled order does not")
 
+    # --- order 4: cancelled while members has not yet answered its stored-value spend ---------
+    await system.members.stop_consumer("stored-value")
+    order_4 = str(uuid.uuid4())
+    placed_4 = await system.orders.client.post(
+        "/v1/orders",
+        json=day.order_body(order_4, two_breads, [raced_coupon]),
+        headers=keyed(cashier, f"place-{order_4}"),
+    )
+    assert placed_4.status_code == 201, placed_4.text
+    assert placed_4.json()["total"] == cny(3750)
+    spend_4 = await day.pay(order_4, "stored_value", 3750, f"sv-{order_4}")
+    assert spend_4["status"] == "pending"
+    # Orders holds no money for it yet: the cashier may cancel.
+    cancelled_4 = await system.orders.client.post(
+        f"/v1/orders/{order_4}/cancel", json={"reason": "changed mind"}, headers=cashier.headers
+    )
+    assert cancelled_4.status_code == 200, cancelled_4.text
+
+    async def payments_sees_cancel() -> bool:
+        state = await system.payments.scalar(
+            sa.select(OrderReplica.state).where(OrderReplica.order_id == uuid.UUID(order_4))
+        )
+        return bool(state == "cancelled")
+
+    await wait_for(payments_sees_cancel, "payments learns order 4 was cancelled")
+    await system.members.restart_consumer("stored-value")
+    # Members debits, payments finds the order cancelled: the payment fails and the debit is
+    # given back to the account automatically.
+    failed_4 = await day.wait_payment(spend_4["id"], "failed")
+    assert failed_4["failure_reason"] == "order_cancelled"
+
+    async def given_back() -> bool:
+        listed = await system.payments.client.get(
+            f"/v1/payments/{spend_4['id']}/refunds", headers=cashier.headers
+        )
+        assert listed.status_code == 200, listed.text
+        return [(r["status"], r["amount"]) for r in listed.json()] == [("succeeded", cny(3750))]
+
+    await wait_for(given_back, "members confirms the automatic refund of order 4's debit")
+    # Orders shows the money that went back but counts no sale and no refund: the debit
+    # never was a tender (payments' figures leave both out too).
+    shown_4 = await day.order(order_4)
+    assert shown_4["status"] == "cancelled"
+    assert shown_4["tenders"] == []
+    assert [(r["payment_id"], r["amount"]) for r in shown_4["refunds"]] == [
+        (spend_4["id"], cny(3750))
+    ]
+    assert (shown_4["paid_total"], shown_4["refunded_total"]) == (cny(0), cny(0))
+    await day.wait_balance(6000, 1000, "order 4's spend is back on the account")
+    await day.wait_coupon(raced_coupon, "issued", order_4, "order 4's cancel releases the coupon")
+
     # --- the books, to the fen ----------------------------------------------------------------
     await wait_for(system.drained, "every relay has published everything")
 
     async def check_the_books() -> None:
-        orders = {oid: await day.order(oid) for oid in (order_1, winner, order_3)}
+        orders = {oid: await day.order(oid) for oid in (order_1, winner, order_3, order_4)}
         assert {oid: o["status"] for oid, o in orders.items()} == {
             order_1: "paid",
             winner: "cancelled",
             order_3: "refunded",
+            order_4: "cancelled",
         }
-        assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 + 5000
-        assert sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 + 1250
-        assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 + 3750
+        assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 * 3
+        assert sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 * 3
+        assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 * 3
         paid_totals = sum(o["paid_total"]["amount"] for o in orders.values())
         refunded_totals = sum(o["refunded_total"]["amount"] for o in orders.values())
         assert (paid_totals, refunded_totals) == (5682 + 3750, 3750)
@@ -592,14 +648,14 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
         } == {"stored_value": (4000 + 3750, 3750), "cash": (1682, 0)}
 
         account = await day.stored_value()
-        # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50
-        assert account["account"]["balance"] == cny(10000 + 1000 - 4000 - 3750 + 3750)
+        # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50 - 37.50 + 37.50
+        assert account["account"]["balance"] == cny(10000 + 1000 - 4000 - 3750 + 3750 - 3750 + 3750)
         assert (account["account"]["principal"], account["account"]["bonus"]) == (
             cny(6000),
             cny(1000),
         )
         assert sorted(e["kind"] for e in account["items"]) == sorted(
-            ["recharge", "bonus", "spend", "spend", "refund"]
+            ["recharge", "bonus", "spend", "spend", "refund", "spend", "refund"]
         )
         assert sum(e["principal"]["amount"] for e in account["items"]) == 6000
         assert sum(e["bonus"]["amount"] for e in account["items"]) == 1000

@@ -1033,6 +1033,18 @@ class Settled:
     refunds: int
 
 
+def refund_of_a_tender() -> sa.ColumnElement[bool]:
+    """A refund of a payment the order counted. Payments gives back by itself money it took
+    for a payment that failed (a capture after the order was cancelled, or after the payment
+    timed out) and announces that refund too; such a payment was never a tender, so its refund
+    is shown on the order but neither counts in ``refunded_total`` nor refunds the order
+    (payments' figures leave both out as well). A refund that arrives before its payment's
+    success waits, like one of an order not paid yet."""
+    return sa.exists().where(
+        Tender.merchant_id == Refund.merchant_id, Tender.payment_id == Refund.payment_id
+    )
+
+
 async def settle(
     session: AsyncSession,
     order: Order,
@@ -1060,7 +1072,11 @@ async def settle(
                 ),
                 sa.func.count().filter(Refund.announced_at.is_(None)),
                 sa.func.count(),
-            ).where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
+            ).where(
+                Refund.merchant_id == order.merchant_id,
+                Refund.order_id == order.id,
+                refund_of_a_tender(),
+            )
         )
     ).one()
     # Only a change is written: settling an order nothing was paid for yet (every placement)
@@ -1177,6 +1193,7 @@ async def announce_refunds(
                     Refund.merchant_id == order.merchant_id,
                     Refund.order_id == order.id,
                     Refund.announced_at.is_(None),
+                    refund_of_a_tender(),
                 )
                 .order_by(Refund.recorded_at, Refund.refund_id)
             )
