@@ -326,9 +326,24 @@ async def test_money_back_for_a_payment_that_failed_refunds_nothing(harness: Any
     store = await harness.seed_store(merchant)
     product_id = await harness.seed_product(merchant, price=1000)
     lines = [{"product_id": str(product_id), "quantity": 1}]
+    shift_id = uuid.uuid4()
+    opened = await harness.client.post(
+        "/v1/shifts",
+        json={
+            "id": str(shift_id),
+            "store_id": str(store),
+            "till_id": "till-1",
+            "opening_float": {"amount": 0, "currency": CNY},
+        },
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert opened.status_code == 201, opened.text
     cancelled = await place(harness, merchant, store, lines)
     assert (await cancel(harness, merchant, cancelled["id"])).status_code == 200
-    paid_later = await place(harness, merchant, store, lines)
+    placed = await harness.place(merchant, store, lines, till_id="till-1")
+    assert placed.status_code == 201, placed.text
+    paid_later = placed.json()
+    assert paid_later["shift_id"] == str(shift_id)
     for order, reason in ((cancelled, "order_cancelled"), (paid_later, "payment_timed_out")):
         payment_id = uuid.uuid4()
         failed = PaymentFailed(
@@ -361,3 +376,10 @@ async def test_money_back_for_a_payment_that_failed_refunds_nothing(harness: Any
     assert (shown["paid_total"]["amount"], shown["refunded_total"]["amount"]) == (1000, 0)
     assert await harness.outboxed("orders.order.paid", merchant) == 1
     assert await harness.outboxed("orders.order.refunded", merchant) == 0
+    # The till's shift expects the cash and nothing back for the failed payment.
+    report = await harness.client.get(f"/v1/shifts/{shift_id}", headers=harness.auth(merchant))
+    assert report.status_code == 200, report.text
+    assert {
+        m["method"]: (m["tenders"]["amount"], m["refunds"]["amount"], m["expected"]["amount"])
+        for m in report.json()["by_method"]
+    } == {"cash": (1000, 0, 1000)}
