@@ -12,7 +12,13 @@ signs a member up at the till with the role's default scopes, takes a 100.00 cas
 2. two tills place an order with one other coupon at the same moment: exactly one gets it;
    the winner is cancelled and members shows the coupon `issued` again;
 3. the coupon is used again, the order paid wholly from stored value and refunded in full:
-   the balance and the coupon come back.
+   the balance and the coupon come back;
+4. an order is cancelled while members has not yet answered its stored-value spend: the
+   payment fails, the debit goes back to the account, and the order counts no money;
+5. two tills spend the account at the same moment for more than it holds: one is debited,
+   the other refused and paid in cash.
+
+Every relay then publishes its whole outbox again, and the books must not move.
 
 At the end orders, payments and members balance to the fen against figures worked out by hand
 from the pricing rules in docs/api/orders.md."""
@@ -609,23 +615,78 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
     await day.wait_balance(6000, 1000, "order 4's spend is back on the account")
     await day.wait_coupon(raced_coupon, "issued", order_4, "order 4's cancel releases the coupon")
 
+    # --- orders 5 and 6: two tills spend the account at the same moment -----------------------
+    # Bread 50.00, gold 2.50 off, 满减 not reached on 47.50: 47.50 each; the account holds
+    # 60.00 + 10.00, enough for one of them only.
+    order_5, order_6 = str(uuid.uuid4()), str(uuid.uuid4())
+    for order_id in (order_5, order_6):
+        placed_n = await system.orders.client.post(
+            "/v1/orders",
+            json=day.order_body(order_id, two_breads, None),
+            headers=keyed(cashier, f"place-{order_id}"),
+        )
+        assert placed_n.status_code == 201, placed_n.text
+        assert placed_n.json()["total"] == cny(4750)
+    spends = await asyncio.gather(
+        *(
+            day.pay(order_id, "stored_value", 4750, f"sv-{order_id}")
+            for order_id in (order_5, order_6)
+        )
+    )
+
+    async def both_answered() -> bool:
+        statuses = []
+        for spend in spends:
+            response = await system.payments.client.get(
+                f"/v1/payments/{spend['id']}", headers=cashier.headers
+            )
+            statuses.append(response.json()["status"])
+        return sorted(statuses) == ["failed", "succeeded"]
+
+    await wait_for(both_answered, "members debits one spend and refuses the other")
+    outcomes = {}
+    for order_id, spend in zip((order_5, order_6), spends, strict=True):
+        response = await system.payments.client.get(
+            f"/v1/payments/{spend['id']}", headers=cashier.headers
+        )
+        outcomes[order_id] = response.json()
+    [refused_order] = [o for o, p in outcomes.items() if p["status"] == "failed"]
+    assert outcomes[refused_order]["failure_reason"] == "insufficient_balance"
+    await day.wait_balance(6000 - 4750, 1000, "one spend of 47.50 leaves the account")
+    # The refused till takes cash instead.
+    cash_n = await day.pay(refused_order, "cash", 4750, f"cash-{refused_order}")
+    assert cash_n["status"] == "succeeded"
+    for order_id in (order_5, order_6):
+        await day.wait_order(order_id, "paid")
+    # floor(47.50 x 1.5) = 71 points each.
+    await day.wait_points(85 + 71 * 2, "gold points for orders 5 and 6")
+    sold[BREAD] -= 4
+    await day.wait_on_hand(sold, "orders 5 and 6 leave the shelf")
+
     # --- the books, to the fen ----------------------------------------------------------------
     await wait_for(system.drained, "every relay has published everything")
 
     async def check_the_books() -> None:
-        orders = {oid: await day.order(oid) for oid in (order_1, winner, order_3, order_4)}
+        orders = {
+            oid: await day.order(oid)
+            for oid in (order_1, winner, order_3, order_4, order_5, order_6)
+        }
         assert {oid: o["status"] for oid, o in orders.items()} == {
             order_1: "paid",
             winner: "cancelled",
             order_3: "refunded",
             order_4: "cancelled",
+            order_5: "paid",
+            order_6: "paid",
         }
-        assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 * 3
-        assert sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 * 3
-        assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 * 3
+        assert sum(o["subtotal"]["amount"] for o in orders.values()) == 8200 + 5000 * 5
+        assert (
+            sum(o["discount_total"]["amount"] for o in orders.values()) == 2518 + 1250 * 3 + 250 * 2
+        )
+        assert sum(o["total"]["amount"] for o in orders.values()) == 5682 + 3750 * 3 + 4750 * 2
         paid_totals = sum(o["paid_total"]["amount"] for o in orders.values())
         refunded_totals = sum(o["refunded_total"]["amount"] for o in orders.values())
-        assert (paid_totals, refunded_totals) == (5682 + 3750, 3750)
+        assert (paid_totals, refunded_totals) == (5682 + 3750 + 4750 * 2, 3750)
 
         business_days = sorted({o["business_day"] for o in orders.values()})
         figures = await system.payments.client.get(
@@ -645,30 +706,38 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
         assert {
             m["method"]: (m["captured"]["amount"], m["refunded"]["amount"])
             for m in currency["by_method"]
-        } == {"stored_value": (4000 + 3750, 3750), "cash": (1682, 0)}
+        } == {"stored_value": (4000 + 3750 + 4750, 3750), "cash": (1682 + 4750, 0)}
 
         account = await day.stored_value()
-        # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50 - 37.50 + 37.50
-        assert account["account"]["balance"] == cny(10000 + 1000 - 4000 - 3750 + 3750 - 3750 + 3750)
+        # recharge 100.00 + bonus 10.00 - 40.00 - 37.50 + 37.50 - 37.50 + 37.50 - 47.50
+        assert account["account"]["balance"] == cny(
+            10000 + 1000 - 4000 - 3750 + 3750 - 3750 + 3750 - 4750
+        )
         assert (account["account"]["principal"], account["account"]["bonus"]) == (
-            cny(6000),
+            cny(1250),
             cny(1000),
         )
         assert sorted(e["kind"] for e in account["items"]) == sorted(
-            ["recharge", "bonus", "spend", "spend", "refund", "spend", "refund"]
+            ["recharge", "bonus", "spend", "spend", "refund", "spend", "refund", "spend"]
         )
-        assert sum(e["principal"]["amount"] for e in account["items"]) == 6000
+        assert sum(e["principal"]["amount"] for e in account["items"]) == 1250
         assert sum(e["bonus"]["amount"] for e in account["items"]) == 1000
 
         points = await day.points()
-        assert points["balance"] == 85
+        assert points["balance"] == 85 + 71 * 2
         assert sorted((e["kind"], e["order_id"], e["points"]) for e in points["items"]) == sorted(
-            [("award", order_1, 85), ("award", order_3, 56), ("reversal", order_3, -56)]
+            [
+                ("award", order_1, 85),
+                ("award", order_3, 56),
+                ("reversal", order_3, -56),
+                ("award", order_5, 71),
+                ("award", order_6, 71),
+            ]
         )
         member = await system.members.client.get(
             f"/v1/members/{day.member_id}", headers=cashier.headers
         )
-        assert member.json()["points_balance"] == 85
+        assert member.json()["points_balance"] == 85 + 71 * 2
         redeemed, released = await day.coupon(first_coupon), await day.coupon(raced_coupon)
         assert (redeemed["state"], redeemed["order_id"], redeemed["discount"]) == (
             "redeemed",
