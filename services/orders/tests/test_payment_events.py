@@ -315,3 +315,71 @@ async def test_payments_racing_their_orders_always_settle_them(harness: Any) -> 
     for order_id in order_ids:
         await harness.wait_status(merchant, str(order_id), "paid")
     assert await harness.outboxed("orders.order.paid", merchant) == len(order_ids)
+
+
+async def test_money_back_for_a_payment_that_failed_refunds_nothing(harness: Any) -> None:
+    """Payments gives back by itself what it took for a payment that had failed (a capture
+    after the cancel, or after a timeout) and announces that refund: it is shown on the order
+    but was never a tender, so it neither counts in ``refunded_total`` nor refunds an order
+    that is then paid another way."""
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product_id = await harness.seed_product(merchant, price=1000)
+    lines = [{"product_id": str(product_id), "quantity": 1}]
+    shift_id = uuid.uuid4()
+    opened = await harness.client.post(
+        "/v1/shifts",
+        json={
+            "id": str(shift_id),
+            "store_id": str(store),
+            "till_id": "till-1",
+            "opening_float": {"amount": 0, "currency": CNY},
+        },
+        headers={**harness.auth(merchant), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert opened.status_code == 201, opened.text
+    cancelled = await place(harness, merchant, store, lines)
+    assert (await cancel(harness, merchant, cancelled["id"])).status_code == 200
+    placed = await harness.place(merchant, store, lines, till_id="till-1")
+    assert placed.status_code == 201, placed.text
+    paid_later = placed.json()
+    assert paid_later["shift_id"] == str(shift_id)
+    for order, reason in ((cancelled, "order_cancelled"), (paid_later, "payment_timed_out")):
+        payment_id = uuid.uuid4()
+        failed = PaymentFailed(
+            payment_id=payment_id,
+            order_id=uuid.UUID(order["id"]),
+            store_id=store,
+            method="stored_value",
+            amount=Money.of(1000, CNY),
+            reason=reason,
+        )
+        await harness.publish_applied(harness.envelope(failed, merchant, payment_id, "payments"))
+        await harness.publish_applied(
+            refunded(harness, merchant, store, order["id"], payment_id, 1000)
+        )
+    shown = await harness.order(merchant, cancelled["id"])
+    assert shown["status"] == "cancelled"
+    assert len(shown["refunds"]) == 1
+    assert (shown["paid_total"]["amount"], shown["refunded_total"]["amount"]) == (0, 0)
+
+    # The customer then pays in cash: the order is paid, and stays paid.
+    cash = uuid.uuid4()
+    await harness.publish_applied(
+        await harness.pay(merchant, store, paid_later["id"], 1000, payment_id=cash)
+    )
+    shown = await harness.order(merchant, paid_later["id"])
+    assert shown["status"] == "paid"
+    assert [t["payment_id"] for t in shown["tenders"]] == [str(cash)]
+    assert len(shown["refunds"]) == 1
+    assert shown["refunds"][0]["announced"] is False
+    assert (shown["paid_total"]["amount"], shown["refunded_total"]["amount"]) == (1000, 0)
+    assert await harness.outboxed("orders.order.paid", merchant) == 1
+    assert await harness.outboxed("orders.order.refunded", merchant) == 0
+    # The till's shift expects the cash and nothing back for the failed payment.
+    report = await harness.client.get(f"/v1/shifts/{shift_id}", headers=harness.auth(merchant))
+    assert report.status_code == 200, report.text
+    assert {
+        m["method"]: (m["tenders"]["amount"], m["refunds"]["amount"], m["expected"]["amount"])
+        for m in report.json()["by_method"]
+    } == {"cash": (1000, 0, 1000)}

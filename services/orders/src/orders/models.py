@@ -259,6 +259,18 @@ class Refund(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(TS)
 
 
+def refund_of_a_tender() -> sa.ColumnElement[bool]:
+    """A refund of a payment the order counted. Payments gives back by itself money it took
+    for a payment that failed (a capture after the order was cancelled, or after the payment
+    timed out) and announces that refund too; such a payment was never a tender, so its refund
+    is shown on the order but neither counts in ``refunded_total`` nor refunds the order
+    (payments' figures leave both out as well). A refund that arrives before its payment's
+    success waits, like one of an order not paid yet."""
+    return sa.exists().where(
+        Tender.merchant_id == Refund.merchant_id, Tender.payment_id == Refund.payment_id
+    )
+
+
 class PaymentFailure(Base):
     """A payment attempt that failed; kept for the order's history, changes nothing else."""
 

@@ -48,6 +48,7 @@ from orders.models import (
     Refund,
     Store,
     Tender,
+    refund_of_a_tender,
 )
 from orders.numbering.service import (
     business_day,
@@ -1060,7 +1061,11 @@ async def settle(
                 ),
                 sa.func.count().filter(Refund.announced_at.is_(None)),
                 sa.func.count(),
-            ).where(Refund.merchant_id == order.merchant_id, Refund.order_id == order.id)
+            ).where(
+                Refund.merchant_id == order.merchant_id,
+                Refund.order_id == order.id,
+                refund_of_a_tender(),
+            )
         )
     ).one()
     # Only a change is written: settling an order nothing was paid for yet (every placement)
@@ -1177,6 +1182,7 @@ async def announce_refunds(
                     Refund.merchant_id == order.merchant_id,
                     Refund.order_id == order.id,
                     Refund.announced_at.is_(None),
+                    refund_of_a_tender(),
                 )
                 .order_by(Refund.recorded_at, Refund.refund_id)
             )

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.money import CURRENCY_EXPONENTS, Money
-from orders.models import Order, OrderLine, Refund, Shift, Store, Tender
+from orders.models import Order, OrderLine, Refund, Shift, Store, Tender, refund_of_a_tender
 from orders.numbering.service import DEFAULT_TIMEZONE
 from orders.reports.filters import check_day_range
 from orders.reports.schemas import (
@@ -138,14 +138,6 @@ class Scope:
         return Money.of(int(amount or 0), self.currency)
 
 
-def _refund_of_a_tender() -> sa.ColumnElement[bool]:
-    """A refund of a payment the order counted: the refund of a late capture on a failed
-    payment (never a tender) nets to nothing with it, and payments leaves both out too."""
-    return sa.exists().where(
-        Tender.merchant_id == Refund.merchant_id, Tender.payment_id == Refund.payment_id
-    )
-
-
 def _lines_of(scope: Scope) -> sa.ColumnElement[bool]:
     return sa.and_(
         OrderLine.merchant_id == Order.merchant_id,
@@ -199,7 +191,7 @@ async def _summary(session: AsyncSession, scope: Scope, taxes: list[TaxLine]) ->
                 Order,
                 sa.and_(Refund.merchant_id == Order.merchant_id, Refund.order_id == Order.id),
             )
-            .where(*scope.sales(), Refund.currency == scope.currency, _refund_of_a_tender())
+            .where(*scope.sales(), Refund.currency == scope.currency, refund_of_a_tender())
         )
     ).one()
     mismatches = await session.scalar(
@@ -246,7 +238,7 @@ async def _by_method(session: AsyncSession, scope: Scope) -> list[MethodLine]:
     refunds = await session.execute(
         sa.select(Refund.method, sa.func.count(), sa.func.sum(Refund.amount))
         .join(Order, sa.and_(Refund.merchant_id == Order.merchant_id, Refund.order_id == Order.id))
-        .where(*scope.orders(), Refund.currency == scope.currency, _refund_of_a_tender())
+        .where(*scope.orders(), Refund.currency == scope.currency, refund_of_a_tender())
         .group_by(Refund.method)
     )
     cells: dict[str, list[int]] = {}

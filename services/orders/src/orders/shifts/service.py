@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.money import Money
-from orders.models import Order, Refund, Shift, Tender
+from orders.models import Order, Refund, Shift, Tender, refund_of_a_tender
 from orders.numbering.service import business_day, store_zone
 from orders.shifts.schemas import MethodFigures, ShiftClose, ShiftOpen, ShiftOut, ShiftReport
 from servicekit.auth import Principal, require_store_access
@@ -270,6 +270,8 @@ async def report(session: AsyncSession, shift: Shift) -> ShiftReport:
                     Refund.merchant_id == shift.merchant_id,
                     Refund.shift_id == shift.id,
                     Refund.currency == currency,
+                    # Money given back for a failed payment never entered the drawer's figures.
+                    refund_of_a_tender(),
                 )
                 .group_by(Refund.method)
             )
