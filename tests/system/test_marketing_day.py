@@ -603,8 +603,14 @@ async def test_a_day_of_promotions_coupons_and_stored_value(system: System) -> N
         return [(r["status"], r["amount"]) for r in listed.json()] == [("succeeded", cny(3750))]
 
     await wait_for(given_back, "members confirms the automatic refund of order 4's debit")
+
     # Orders shows the money that went back but counts no sale and no refund: the debit
     # never was a tender (payments' figures leave both out too).
+    async def orders_shows_it() -> bool:
+        refunds = (await day.order(order_4))["refunds"]
+        return [(r["payment_id"], r["amount"]) for r in refunds] == [(spend_4["id"], cny(3750))]
+
+    await wait_for(orders_shows_it, "orders learns of the money given back for order 4")
     shown_4 = await day.order(order_4)
     assert shown_4["status"] == "cancelled"
     assert shown_4["tenders"] == []
