@@ -146,3 +146,28 @@ async def test_members_replica_takes_a_creation_once(harness: Any) -> None:
         await harness.publish_applied(harness.envelope(created, merchant, member_id, "members"))
     placed = await harness.place(merchant, store, lines, member_id=str(member_id))
     assert placed.status_code == 201, placed.text
+
+
+async def test_an_order_naming_a_product_not_yet_replicated_is_placed_on_retry(
+    harness: Any,
+) -> None:
+    merchant = uuid.uuid4()
+    store = await harness.seed_store(merchant)
+    product_id = uuid.uuid4()
+    body = {
+        "id": str(uuid.uuid4()),
+        "channel": "pos",
+        "store_id": str(store),
+        "occurred_at": "2026-03-01T12:00:00+00:00",
+        "lines": [{"product_id": str(product_id), "quantity": 1}],
+    }
+    headers = {**harness.auth(merchant), "Idempotency-Key": "till-7-order-1"}
+    early = await harness.client.post("/v1/orders", json=body, headers=headers)
+    assert early.status_code == 422
+    assert early.json()["errors"][0]["code"] == "unknown_product"
+    # Inventory's announcement arrives a moment later; the till retries with the same key.
+    created = snapshot(ProductCreated, product_id, 1, 1200, "Tea")
+    await harness.publish_applied(harness.envelope(created, merchant, product_id, "inventory"))
+    retried = await harness.client.post("/v1/orders", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["total"]["amount"] == 1200

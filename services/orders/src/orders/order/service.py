@@ -452,6 +452,10 @@ async def _resolve_products(
             errors.append(FieldError(field, "product_inactive", "The product is not on sale."))
         else:
             found.append(product)
+    if any(e.code == "unknown_product" for e in errors):
+        # A product created a moment ago may not have reached the catalog replica yet: the
+        # till's retry runs again instead of replaying this answer.
+        raise _transient(ValidationFailed(errors))
     if errors:
         raise ValidationFailed(errors)
     return found
