@@ -422,6 +422,45 @@ async def _decided(
     return debit
 
 
+async def _record_decision(
+    session: AsyncSession,
+    merchant_id: uuid.UUID,
+    request: StoredValueDebitRequested,
+    *,
+    tender: str,
+    reason: str | None,
+    principal: int,
+    bonus: int,
+    points: int,
+) -> bool:
+    """Record the one decision on a payment's debit request (debited, or refused with
+    ``reason``); ``False`` when another delivery recorded it first."""
+    recorded = await session.scalar(
+        pg_insert(StoredValueDebit)
+        .values(
+            merchant_id=merchant_id,
+            payment_id=request.payment_id,
+            member_id=request.member_id,
+            order_id=request.order_id,
+            tender=tender,
+            currency=request.amount.currency,
+            amount=request.amount.amount,
+            status="refused" if reason else "debited",
+            reason=reason,
+            principal=principal,
+            bonus=bonus,
+            points=points,
+            refunded_principal=0,
+            refunded_bonus=0,
+            refunded_points=0,
+            refunded_amount=0,
+        )
+        .on_conflict_do_nothing()
+        .returning(StoredValueDebit.payment_id)
+    )
+    return recorded is not None
+
+
 async def debit_for_payment(session: AsyncSession, envelope: EventEnvelope) -> str:
     """Decide a payment's debit request once; ``debited``, ``refused`` or ``duplicate``."""
     request = StoredValueDebitRequested.model_validate(envelope.payload)
@@ -451,30 +490,17 @@ async def debit_for_payment(session: AsyncSession, envelope: EventEnvelope) -> s
         if split is None:
             reason = INSUFFICIENT_BALANCE
     from_principal, from_bonus = split or (0, 0)
-    recorded = await session.scalar(
-        pg_insert(StoredValueDebit)
-        .values(
-            merchant_id=merchant_id,
-            payment_id=request.payment_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            currency=amount.currency,
-            amount=amount.amount,
-            status="refused" if reason else "debited",
-            reason=reason,
-            tender="stored_value",
-            principal=from_principal,
-            bonus=from_bonus,
-            points=0,
-            refunded_principal=0,
-            refunded_bonus=0,
-            refunded_points=0,
-            refunded_amount=0,
-        )
-        .on_conflict_do_nothing()
-        .returning(StoredValueDebit.payment_id)
+    recorded = await _record_decision(
+        session,
+        merchant_id,
+        request,
+        tender="stored_value",
+        reason=reason,
+        principal=from_principal,
+        bonus=from_bonus,
+        points=0,
     )
-    if recorded is None:
+    if not recorded:
         # Decided concurrently (only possible without an account to lock): that decision
         # and its answer stand.
         return "duplicate"
@@ -701,30 +727,17 @@ async def _debit_points(
         reason = POINTS_NOT_ACCEPTED
     elif amount.amount <= 0 or member.points_balance < points:
         reason = INSUFFICIENT_POINTS
-    recorded = await session.scalar(
-        pg_insert(StoredValueDebit)
-        .values(
-            merchant_id=merchant_id,
-            payment_id=request.payment_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            tender="points",
-            currency=amount.currency,
-            amount=amount.amount,
-            status="refused" if reason else "debited",
-            reason=reason,
-            principal=0,
-            bonus=0,
-            points=0 if reason else points,
-            refunded_principal=0,
-            refunded_bonus=0,
-            refunded_points=0,
-            refunded_amount=0,
-        )
-        .on_conflict_do_nothing()
-        .returning(StoredValueDebit.payment_id)
+    recorded = await _record_decision(
+        session,
+        merchant_id,
+        request,
+        tender="points",
+        reason=reason,
+        principal=0,
+        bonus=0,
+        points=0 if reason else points,
     )
-    if recorded is None:
+    if not recorded:
         return "duplicate"
     if reason is not None:
         refusal = StoredValueDebitRefused(
